@@ -1,0 +1,150 @@
+"""Every command-line option, declared once with its default and help, and checked once.
+
+main.py, test_models.py and the tools build their parsers from the groups here, so a flag means
+the same thing everywhere. `check_args` is the single place where options are cross-checked;
+nothing deeper in the code reads a global `args`.
+"""
+import argparse
+import os
+
+
+def add_data_args(parser):
+    g = parser.add_argument_group("data")
+    g.add_argument("dataset", help="dataset key from ops/dataset_configs.py (ucf101, hmdb51, something, "
+                   "somethingv2, jester, kinetics, synthetic) or 'custom' with --train_list/--val_list/--num_class")
+    g.add_argument("modality", choices=["RGB"], help="input modality (RGB frames)")
+    g.add_argument("--root_path", default=None,
+                   help="dataset root; default: $STTNET_DATA/<dataset> (or the dataset's own default)")
+    g.add_argument("--train_list", default=None, help="override the training list file")
+    g.add_argument("--val_list", default=None, help="override the validation list file")
+    g.add_argument("--num_class", type=int, default=None, help="number of classes (needed for 'custom')")
+    g.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split (ucf101, hmdb51)")
+    g.add_argument("--data_format", default=None, choices=["rawframes", "video"],
+                   help="frames in folders or videos decoded on the fly (default: the dataset's)")
+    g.add_argument("--decoder", default="decord", choices=["decord", "pyav"], help="video decoder")
+    g.add_argument("--list_order", default=None, choices=["path_frames_label", "path_label_frames"],
+                   help="field order of the list files (default: the dataset's)")
+    g.add_argument("--image_tmpl", default=None, help="frame file name template, e.g. img_{:05d}.jpg")
+    g.add_argument("--on_bad_sample", default="error", choices=["error", "skip"],
+                   help="bad video/frame: stop with an error naming it, or skip it, count it and report")
+    g.add_argument("--num_segments", type=int, default=8, help="K: segments per video (2D models)")
+    g.add_argument("--new_length", type=int, default=1, help="L: consecutive frames per segment")
+    g.add_argument("--dense_sample", action="store_true", help="I3D-style dense sampling (64-frame window)")
+    g.add_argument("--clip_len", type=int, default=16, help="T: frames per clip (3D clip models)")
+    g.add_argument("--frame_stride", type=int, default=1, help="stride between clip frames (3D clip models)")
+    g.add_argument("--scale_size", type=int, default=None, help="short side before cropping (default 256/224*crop)")
+    g.add_argument("--crop_size", type=int, default=None, help="input side (default: the model's)")
+    g.add_argument("--no_flip", action="store_true", help="disable random horizontal flips")
+    g.add_argument("-j", "--workers", type=int, default=4, help="data-loading worker processes")
+    return g
+
+
+def add_model_args(parser):
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default="tsn",
+                   help="model family from the registry: tsn, sttnet (2D backbone + --arch); "
+                        "clip models are chosen by --arch (c3d, r2plus1d, stts, stts_a, r3d18, i3d)")
+    g.add_argument("--arch", default="resnet50", help="2D backbone (resnet18/34/50/101, BNInception, "
+                   "squeezenet1_1, mobilenet_v2) or 3D clip model")
+    g.add_argument("--consensus_type", default="avg", help="segment consensus / spatio-temporal block")
+    g.add_argument("--img_feature_dim", type=int, default=256, help="D: per-frame feature size for the blocks")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout before the classifier (0 disables)")
+    g.add_argument("--pretrain", default="none", choices=["none", "imagenet"],
+                   help="'imagenet' loads backbone weights from --pretrained_weights (never downloads)")
+    g.add_argument("--pretrained_weights", default=None, help="local file of torchvision-format weights")
+    g.add_argument("--no_partialbn", "--npb", dest="no_partialbn", action="store_true",
+                   help="train every BatchNorm (default: freeze all but the first, TSN's partial BN)")
+    # --- stmodeling blocks (issue: spatio-temporal blocks) ---
+    g.add_argument("--rnn_hidden_size", type=int, default=256, help="hidden size of RNN blocks")
+    g.add_argument("--rnn_layer", type=int, default=1, help="layers of RNN blocks")
+    g.add_argument("--rnn_dropout", type=float, default=0.2, help="dropout between RNN layers")
+    # --- STTNet (issue: aggregator, RBRF, RBRC) ---
+    # --- 3D clip models ---
+    return g
+
+
+def add_ssl_args(parser):
+    g = parser.add_argument_group("self-supervised pre-training")
+    g.add_argument("--ssl", default=None, choices=["cpc_trans", "vtdl"],
+                   help="pre-train without labels with this method instead of supervised training")
+    # --- CPC-Trans / VTDL options ---
+    return g
+
+
+def add_train_args(parser):
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=50, help="training epochs")
+    g.add_argument("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=8,
+                   help="clips per process (per GPU)")
+    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="optimizer")
+    g.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=0.001, help="base learning rate")
+    g.add_argument("--lr_type", default="step", choices=["step", "cos", "plateau"],
+                   help="schedule: step (x0.1 at --lr_steps), cosine, or x0.1 on a validation-loss plateau")
+    g.add_argument("--lr_steps", type=float, nargs="+", default=[20, 40], help="epochs where lr is x0.1")
+    g.add_argument("--warmup_epochs", type=float, default=0, help="linear warm-up length in epochs")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float, default=5e-4,
+                   help="weight decay")
+    g.add_argument("--gd", "--clip-gradient", "--clip_gradient", dest="clip_gradient", type=float, default=None,
+                   help="clip gradients to this total norm")
+    g.add_argument("--amp", action="store_true", help="mixed precision (fp16 + scaler on CUDA, bf16 on CPU)")
+    g.add_argument("--sync_bn", action="store_true", help="synchronise BatchNorm statistics across processes")
+    g.add_argument("--channels_last", action="store_true", help="channels-last memory format (CUDA)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
+    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    return g
+
+
+def add_run_args(parser):
+    g = parser.add_argument_group("run")
+    g.add_argument("--eval-freq", "--eval_freq", dest="eval_freq", type=int, default=1,
+                   help="validate every N epochs")
+    g.add_argument("--print-freq", "--print_freq", dest="print_freq", type=int, default=20,
+                   help="log every N iterations")
+    g.add_argument("--root_log", default="log", help="logs go to <root_log>/<store_name>/")
+    g.add_argument("--root_model", default="checkpoint", help="checkpoints go to <root_model>/<store_name>/")
+    g.add_argument("--suffix", default=None, help="appended to the run name")
+    g.add_argument("--resume", default="", help="checkpoint to continue the run from exactly")
+    g.add_argument("--auto_resume", action="store_true", help="continue from the latest checkpoint of this run")
+    g.add_argument("--tune_from", default="", help="load weights only (fine-tuning)")
+    g.add_argument("--evaluate", "-e", action="store_true", help="validate once and exit")
+    g.add_argument("--no_progress", action="store_true", help="no progress bars (logs only)")
+    g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
+                   default=int(os.environ.get("LOCAL_RANK", 0)),
+                   help="set by torch.distributed.launch; torchrun uses $LOCAL_RANK")
+    return g
+
+
+def build_train_parser():
+    parser = argparse.ArgumentParser(
+        description="Train a video action-recognition model (TSN, STTNet, stmodeling blocks, 3D clip "
+                    "models) or pre-train one without labels (CPC-Trans, VTDL).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for add in (add_data_args, add_model_args, add_ssl_args, add_train_args, add_run_args):
+        add(parser)
+    return parser
+
+
+def check_args(args, parser):
+    """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
+    positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1 (got {getattr(args, name)})")
+    if not 0 <= args.dropout < 1:
+        parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
+    if args.lr <= 0:
+        parser.error(f"--lr must be > 0 (got {args.lr})")
+    if args.workers < 0:
+        parser.error("-j/--workers must be >= 0")
+    if args.resume and args.tune_from:
+        parser.error("--resume continues a run and --tune_from starts a new one: give one of them")
+    if args.pretrain == "imagenet" and not args.pretrained_weights:
+        parser.error("--pretrain imagenet needs --pretrained_weights PATH (a local torchvision-format file); "
+                     "nothing is downloaded")
+    for flag in ("resume", "tune_from", "pretrained_weights"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            parser.error(f"--{flag}: no such file: {path}")
+    return args
