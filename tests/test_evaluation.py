@@ -1,0 +1,96 @@
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from PIL import Image
+
+from ops.evaluation import (average_views, compute_metrics, confusion_matrix, gather_names,
+                            gather_predictions, save_confusion_png)
+
+
+def test_topk_and_mean_class_accuracy():
+    # 4 videos, 6 classes; class 5 is predicted once but never occurs in the ground truth.
+    scores = torch.tensor([
+        [9, 1, 0, 0, 0, 0],   # label 0, top1 right
+        [0, 1, 9, 0, 0, 8],   # label 1, top1 wrong (2), in top5
+        [0, 0, 5, 0, 0, 9],   # label 2, top1 wrong (5), in top5
+        [0, 0, 0, 9, 1, 0],   # label 3, right
+    ], dtype=torch.float)
+    labels = torch.tensor([0, 1, 2, 3])
+    m = compute_metrics(scores, labels, num_class=6)
+    assert m["top1"] == pytest.approx(50.0)
+    assert m["top5"] == pytest.approx(100.0)
+    # Classes 0..3 present: accuracies 100, 0, 0, 100; absent classes 4, 5 are ignored, not NaN.
+    assert m["mean_class_acc"] == pytest.approx(50.0)
+    assert np.isnan(m["per_class_acc"][5]) and np.isnan(m["per_class_acc"][4])
+    assert m["confusion"][2, 5] == 1 and m["confusion"][1, 2] == 1
+    assert m["confusion"].sum() == 4
+
+
+def test_top5_with_fewer_classes_than_five():
+    m = compute_metrics(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([0, 0]), num_class=2)
+    assert m["top1"] == pytest.approx(50.0) and m["top5"] == pytest.approx(100.0)
+
+
+def test_confusion_matrix_rows_are_ground_truth():
+    cm = confusion_matrix([1, 1, 0], [0, 1, 0], 2)
+    assert cm.tolist() == [[1, 1], [0, 1]]
+
+
+def test_average_views_softmax_and_raw():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 4.0], [1.0, 1.0], [3.0, 3.0]])
+    raw = average_views(logits, num_views=2)
+    assert torch.allclose(raw, torch.tensor([[1.0, 2.0], [2.0, 2.0]]))
+    soft = average_views(logits, num_views=2, softmax=True)
+    assert torch.allclose(soft.sum(1), torch.ones(2))
+    assert soft[0, 1] > soft[0, 0]  # the confident second view wins after softmax
+    assert torch.allclose(soft[1], torch.tensor([0.5, 0.5]))
+
+
+def test_gather_single_process_drops_duplicates_and_sorts():
+    idx = torch.tensor([3, 1, 3, 0])
+    scores = torch.tensor([[3.0], [1.0], [3.0], [0.0]])
+    labels = torch.tensor([3, 1, 3, 0])
+    i, s, l = gather_predictions(idx, scores, labels)
+    assert i.tolist() == [0, 1, 3] and s.view(-1).tolist() == [0.0, 1.0, 3.0] and l.tolist() == [0, 1, 3]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gather_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # 5 videos over 2 ranks, DistributedSampler-style padding repeats video 0 on rank 1; rank 1 also
+    # skipped everything but its padded sample, so the ranks hold different row counts.
+    local = {0: [0, 2, 4], 1: [1, 0]}[rank]
+    idx = torch.tensor(local)
+    scores = torch.stack([torch.full((3,), float(v)) for v in local])
+    i, s, l = gather_predictions(idx, scores, idx.clone())
+    names = gather_names([f"bad{rank}", "shared"])
+    torch.save({"i": i, "s": s, "l": l, "names": names}, os.path.join(out_dir, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_gather_two_processes_counts_each_video_once(tmp_path):
+    mp.spawn(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        r = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert r["i"].tolist() == [0, 1, 2, 4]
+        assert torch.equal(r["s"][:, 0], r["i"].float())
+        assert r["l"].tolist() == [0, 1, 2, 4]
+        assert r["names"] == ["bad0", "bad1", "shared"]
+
+
+def test_confusion_png_is_written(tmp_path):
+    cm = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 2]])
+    path = save_confusion_png(cm, ["walk", "run", "jump"], str(tmp_path / "cm.png"))
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 200 and im.height > 200
