@@ -1,0 +1,470 @@
+"""List files, frame readers and the video dataset (see docs/architecture.md, "Data").
+
+A list is held in numpy arrays so DataLoader workers do not copy it page by page (copy-on-read of
+millions of Python objects). Readers decode each requested frame once and never substitute
+another frame or video: a bad one raises BadSampleError naming the video and the frame, and the
+dataset either stops on it or, under the skip policy, hands the collate function a marker that
+is counted and reported at the end of the epoch.
+"""
+import io
+import os
+import re
+import string
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ops.dataset_configs import LIST_ORDERS
+
+_INT = re.compile(r"[-+]?\d+")
+
+
+class BadSampleError(Exception):
+    """A video or frame that cannot be read. `frame` is the 0-based index (None: the whole video).
+    Built from one string too, so DataLoader workers can re-raise it in the main process."""
+
+    def __init__(self, video, frame=None, reason=None):
+        self.video, self.frame, self.reason = video, frame, reason
+        parts = [str(video)]
+        if frame is not None:
+            parts.append(f"frame {frame} (0-based)")
+        if reason:
+            parts.append(reason)
+        super().__init__(": ".join(parts))
+
+    def __reduce__(self):
+        return BadSampleError, (self.video, self.frame, self.reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# List files
+
+def parse_list_line(text, list_order="path_frames_label"):
+    """(path, num_frames, label) of one list line; num_frames is -1 for a `<video> <label>` line.
+    Fields are separated by whitespace, so paths cannot contain spaces. Raises ValueError with
+    the reason (the caller adds the file and line)."""
+    fields = text.split()
+    if len(fields) not in (2, 3) or not all(_INT.fullmatch(f) for f in fields[1:]):
+        expected = "<path> <num_frames> <label>" if list_order == "path_frames_label" else "<path> <label> <num_frames>"
+        raise ValueError(f"malformed line {text.strip()!r}: expected '{expected}' or '<video> <label>'")
+    numbers = [int(f) for f in fields[1:]]
+    if len(numbers) == 1:
+        return fields[0], -1, numbers[0]
+    num_frames, label = numbers if list_order == "path_frames_label" else numbers[::-1]
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    return fields[0], num_frames, label
+
+
+class VideoList:
+    """A parsed list file: paths in one bytes buffer plus offsets, numbers in int64 arrays.
+
+    num_frames is -1 for video lines without a count (the reader counts the frames). Paths are
+    relative to `root` unless absolute. A malformed line, num_frames < 1, a label outside
+    [0, num_class) or (with check_paths) a missing folder/video raises ValueError naming
+    `list_file:line`.
+    """
+
+    def __init__(self, list_file, root="", list_order="path_frames_label", num_class=None, check_paths=False):
+        if list_order not in LIST_ORDERS:
+            raise ValueError(f"list_order must be one of {LIST_ORDERS}, got '{list_order}'")
+        self.list_file, self.root, self.list_order = list_file, root, list_order
+        paths, num_frames, labels, lines = [], [], [], []
+        with open(list_file, encoding="utf-8") as f:
+            for lineno, text in enumerate(f, 1):
+                if not text.strip():
+                    continue
+                try:
+                    path, n, label = parse_list_line(text, list_order)
+                    if num_class is not None and not 0 <= label < num_class:
+                        raise ValueError(f"label {label} outside [0, {num_class})")
+                    if check_paths and not os.path.exists(os.path.join(root, path)):
+                        raise ValueError(f"no such folder or video: {os.path.join(root, path)}")
+                except ValueError as e:
+                    raise ValueError(f"{list_file}:{lineno}: {e}") from None
+                paths.append(path.encode("utf-8"))
+                num_frames.append(n)
+                labels.append(label)
+                lines.append(lineno)
+        if not paths:
+            raise ValueError(f"{list_file}: the list has no videos")
+        self._paths = np.frombuffer(b"".join(paths), dtype=np.uint8)
+        self._offsets = np.concatenate([[0], np.cumsum([len(p) for p in paths])]).astype(np.int64)
+        self.num_frames = np.array(num_frames, np.int64)
+        self.labels = np.array(labels, np.int64)
+        self.lines = np.array(lines, np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __repr__(self):
+        return f"VideoList('{self.list_file}', root='{self.root}', {len(self)} videos, {self.list_order})"
+
+    def name(self, i):
+        """The path as written in the list."""
+        return self._paths[self._offsets[i]:self._offsets[i + 1]].tobytes().decode("utf-8")
+
+    def path(self, i):
+        return os.path.join(self.root, self.name(i))
+
+    def where(self, i):
+        """`list_file:line` of item i, for messages."""
+        return f"{self.list_file}:{self.lines[i]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: read(path, indices) -> uint8 [T, H, W, 3]; indices 0-based, repeats allowed.
+
+def check_jpeg_bytes(data):
+    """The reason a JPEG file's bytes are unusable (empty, not JPEG, truncated), or None.
+    A JPEG ends with the EOI marker FFD9, which cannot occur inside entropy-coded data."""
+    if len(data) == 0:
+        return "empty file (0 bytes)"
+    if data[:2] != b"\xff\xd8":
+        return "not a JPEG file"
+    if data.rfind(b"\xff\xd9", max(0, len(data) - 4096)) < 0:
+        return f"truncated JPEG ({len(data)} bytes, no end-of-image marker)"
+    return None
+
+
+def _decode_pil(data):
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _decode_torchvision(data):
+    from torchvision.io import ImageReadMode, decode_jpeg
+    tensor = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    return tensor.permute(1, 2, 0).numpy()
+
+
+def _unique(indices):
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise ValueError("no frame indices to read")
+    return np.unique(indices, return_inverse=True)
+
+
+def _stack(video, frames, inverse):
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise BadSampleError(video, None, f"frames differ in size: {sorted(shapes)}")
+    return np.stack(frames)[inverse]
+
+
+def _has_torchvision_jpeg():
+    try:
+        from torchvision.io import decode_jpeg  # noqa: F401  (deprecated in torchvision 0.29)
+        return True
+    except ImportError:
+        return False
+
+
+class RawFrameReader:
+    """Frames stored as JPEG files `image_tmpl.format(index + 1)` in one folder per video.
+
+    backend 'auto' picks torchvision's decode_jpeg for JPEG templates (0.44 ms per 340x256 frame
+    against PIL's 0.53 ms, one thread) and PIL otherwise or where torchvision lacks decode_jpeg
+    (its image decoding is deprecated since torchvision 0.29).
+    """
+
+    def __init__(self, image_tmpl="img_{:05d}.jpg", backend="auto"):
+        if backend not in ("auto", "torchvision", "pil"):
+            raise ValueError(f"backend must be 'auto', 'torchvision' or 'pil', got '{backend}'")
+        if backend == "auto":
+            is_jpeg = image_tmpl.lower().endswith((".jpg", ".jpeg"))
+            backend = "torchvision" if is_jpeg and _has_torchvision_jpeg() else "pil"
+        self.image_tmpl, self.backend = image_tmpl, backend
+        self._decode = _decode_torchvision if backend == "torchvision" else _decode_pil
+        self._name_re = re.compile(self._template_regex(image_tmpl))
+
+    def __repr__(self):
+        return f"RawFrameReader(image_tmpl='{self.image_tmpl}', backend='{self.backend}')"
+
+    @staticmethod
+    def _template_regex(tmpl):
+        pattern = ""
+        for literal, field, _, _ in string.Formatter().parse(tmpl):
+            pattern += re.escape(literal)
+            if field is not None:
+                pattern += r"\d+"
+        return pattern
+
+    def frame_file(self, path, index):
+        return os.path.join(path, self.image_tmpl.format(index + 1))
+
+    def num_frames(self, path):
+        """Number of files in the folder that match the template."""
+        if not os.path.isdir(path):
+            raise BadSampleError(path, None, "no such frame folder")
+        return sum(1 for name in os.listdir(path) if self._name_re.fullmatch(name))
+
+    def read_bytes(self, path, index):
+        """The checked bytes of one frame file; BadSampleError when missing, empty or truncated."""
+        frame_file = self.frame_file(path, index)
+        try:
+            with open(frame_file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if not os.path.isdir(path):
+                raise BadSampleError(path, None, "no such frame folder") from None
+            raise BadSampleError(path, index, f"missing {os.path.basename(frame_file)}") from None
+        except OSError as e:
+            raise BadSampleError(path, index, f"cannot read {os.path.basename(frame_file)}: {e}") from None
+        if frame_file.lower().endswith((".jpg", ".jpeg")):
+            problem = check_jpeg_bytes(data)
+            if problem:
+                raise BadSampleError(path, index, f"{os.path.basename(frame_file)}: {problem}")
+        return data
+
+    def read(self, path, indices):
+        unique, inverse = _unique(indices)
+        frames = []
+        for index in unique:
+            data = self.read_bytes(path, int(index))
+            try:
+                frames.append(self._decode(data))
+            except (RuntimeError, OSError, ValueError) as e:
+                raise BadSampleError(path, int(index), f"cannot decode {self.image_tmpl.format(index + 1)}: "
+                                     f"{str(e).splitlines()[0]}") from None
+        return _stack(path, frames, inverse)
+
+
+class DecordReader:
+    """Videos decoded on the fly with decord (frame-accurate seeking, one thread per worker).
+    decord 0.6 fails on some frame widths (16, 24, 48, 72 px seen): PyAVReader reads those."""
+
+    def __init__(self, num_threads=1):
+        self.num_threads = num_threads
+
+    def __repr__(self):
+        return f"DecordReader(num_threads={self.num_threads})"
+
+    def _open(self, path):
+        import decord
+        _check_video_file(path)
+        try:
+            return decord.VideoReader(path, num_threads=self.num_threads)
+        except (decord.DECORDError, RuntimeError) as e:
+            raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
+
+    def num_frames(self, path):
+        return len(self._open(path))
+
+    def read(self, path, indices):
+        import decord
+        unique, inverse = _unique(indices)
+        reader = self._open(path)
+        total = len(reader)
+        if unique[0] < 0 or unique[-1] >= total:
+            bad = int(unique[-1] if unique[-1] >= total else unique[0])
+            raise BadSampleError(path, bad, f"outside the video's {total} frames")
+        try:
+            frames = reader.get_batch(unique.tolist()).asnumpy()
+        except (decord.DECORDError, RuntimeError) as e:
+            raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()}: {_first_line(e)}") from None
+        if frames.ndim != 4 or frames.shape[0] != len(unique) or frames.shape[-1] != 3:
+            raise BadSampleError(path, None, f"decord returned frames of shape {frames.shape}")
+        return frames[inverse]
+
+
+class PyAVReader:
+    """Videos decoded with PyAV, sequentially from the start up to the last frame needed
+    (frame-exact whatever the key-frame layout; slower than decord on long sparse reads)."""
+
+    def __repr__(self):
+        return "PyAVReader()"
+
+    @staticmethod
+    def _open(path):
+        import av
+        _check_video_file(path)
+        try:
+            container = av.open(path)
+        except av.FFmpegError as e:
+            raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
+        if not container.streams.video:
+            container.close()
+            raise BadSampleError(path, None, "no video stream")
+        return container
+
+    def num_frames(self, path):
+        """The container's frame count, or its number of video packets when it stores none
+        (no decoding; `read` raises if the video ends earlier than this)."""
+        import av
+        with self._open(path) as container:
+            stream = container.streams.video[0]
+            if stream.frames > 0:
+                return stream.frames
+            try:
+                return sum(1 for packet in container.demux(stream) if packet.size)
+            except av.FFmpegError as e:
+                raise BadSampleError(path, None, f"cannot read packets: {_first_line(e)}") from None
+
+    def read(self, path, indices):
+        import av
+        unique, inverse = _unique(indices)
+        if unique[0] < 0:
+            raise BadSampleError(path, int(unique[0]), "negative frame index")
+        wanted, last = set(unique.tolist()), int(unique[-1])
+        frames, decoded = {}, 0
+        with self._open(path) as container:
+            try:
+                for frame in container.decode(video=0):
+                    if decoded in wanted:
+                        frames[decoded] = frame.to_ndarray(format="rgb24")
+                    decoded += 1
+                    if decoded > last:
+                        break
+            except av.FFmpegError as e:
+                raise BadSampleError(path, decoded, f"cannot decode: {_first_line(e)}") from None
+        if decoded <= last:
+            first_missing = int(unique[unique >= decoded][0])
+            raise BadSampleError(path, first_missing, f"outside the video's {decoded} decodable frames")
+        return _stack(path, [frames[i] for i in unique.tolist()], inverse)
+
+
+def _check_video_file(path):
+    if not os.path.isfile(path):
+        raise BadSampleError(path, None, "no such video file")
+    if os.path.getsize(path) == 0:
+        raise BadSampleError(path, None, "empty file (0 bytes)")
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+READERS = {"decord": DecordReader, "pyav": PyAVReader}
+
+
+def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder="decord"):
+    """The reader for a data format: RawFrameReader(image_tmpl) or the named video decoder."""
+    if data_format == "rawframes":
+        return RawFrameReader(image_tmpl)
+    if data_format != "video":
+        raise ValueError(f"data_format must be 'rawframes' or 'video', got '{data_format}'")
+    if decoder not in READERS:
+        raise ValueError(f"decoder must be one of {sorted(READERS)}, got '{decoder}'")
+    return READERS[decoder]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset
+
+class Skipped(NamedTuple):
+    """What VideoDataset returns for a bad item under on_bad_sample='skip' (dropped by collate_skip)."""
+    index: int
+    name: str
+    reason: str
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """ds[i] -> (frames uint8 tensor [V, T, h, w, 3], label, i).
+
+    video_list: VideoList; reader: RawFrameReader / DecordReader / PyAVReader; sampler: maps
+    (num_frames, rng) to indices [C, T]; transform: (frames [C, T, H, W, 3], label, rng) ->
+    (tensor [V, T, h, w, 3], label), or None to return the C clips as the views unchanged.
+    The rng of item i is np.random.default_rng([seed, epoch, i]), so an item depends only on
+    (seed, epoch, i), whichever worker builds it; call set_epoch(e) before each epoch.
+    on_bad_sample: 'error' raises BadSampleError with the list file and line added; 'skip'
+    returns a `Skipped` marker that `collate_skip` drops and reports.
+    """
+
+    def __init__(self, video_list, reader, sampler, transform=None, seed=0, on_bad_sample="error"):
+        if on_bad_sample not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', got '{on_bad_sample}'")
+        self.video_list, self.reader, self.sampler, self.transform = video_list, reader, sampler, transform
+        self.seed, self.on_bad_sample, self.epoch = seed, on_bad_sample, 0
+
+    def __repr__(self):
+        return (f"VideoDataset({self.video_list!r}, reader={self.reader!r}, sampler={self.sampler!r}, "
+                f"transform={self.transform!r}, seed={self.seed}, on_bad_sample='{self.on_bad_sample}')")
+
+    def __len__(self):
+        return len(self.video_list)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def load(self, index, rng):
+        """Sampled frames [C, T, H, W, 3] and the label of item `index`."""
+        vl = self.video_list
+        path, num_frames = vl.path(index), int(vl.num_frames[index])
+        if num_frames < 0:
+            num_frames = self.reader.num_frames(path)
+            if num_frames < 1:
+                raise BadSampleError(path, None, "no frames")
+        indices = self.sampler(num_frames, rng)
+        frames = self.reader.read(path, indices.reshape(-1))
+        return frames.reshape(indices.shape + frames.shape[1:]), int(vl.labels[index])
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            frames, label = self.load(index, rng)
+        except BadSampleError as e:
+            where = self.video_list.where(index)
+            if self.on_bad_sample == "skip":
+                return Skipped(index, self.video_list.name(index), f"{e} ({where})")
+            raise BadSampleError(e.video, e.frame, f"{e.reason} ({where})") from None
+        if self.transform is None:
+            return torch.from_numpy(np.ascontiguousarray(frames)), label, index
+        frames, label = self.transform(frames, label, rng)
+        return frames, label, index
+
+
+def collate_skip(batch):
+    """Collate VideoDataset items, dropping `Skipped` markers.
+    Returns (frames [B, V, T, h, w, 3] or None when every item was bad, labels [B], indices [B],
+    skipped: list of 'name: reason' strings)."""
+    good = [item for item in batch if not isinstance(item, Skipped)]
+    skipped = [f"{item.name}: {item.reason}" for item in batch if isinstance(item, Skipped)]
+    if not good:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return None, empty, empty.clone(), skipped
+    frames = torch.stack([item[0] for item in good])
+    labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
+    indices = torch.tensor([item[2] for item in good], dtype=torch.int64)
+    return frames, labels, indices, skipped
+
+
+class SkipCounter:
+    """Counts the skipped items of an epoch and merges them across ranks for the report.
+
+    update(skipped) after each batch; at epoch end every rank calls gather() (a collective under
+    torch.distributed), rank 0 logs report(names); then reset().
+    """
+
+    def __init__(self):
+        self.skipped = []
+
+    def __len__(self):
+        return len(self.skipped)
+
+    def update(self, skipped):
+        self.skipped.extend(skipped)
+
+    def reset(self):
+        self.skipped = []
+
+    def gather(self):
+        """The skipped entries of all ranks, sorted (the local ones without torch.distributed)."""
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()):
+            return sorted(self.skipped)
+        per_rank = [None] * dist.get_world_size()
+        dist.all_gather_object(per_rank, self.skipped)
+        return sorted(name for names in per_rank for name in names)
+
+    @staticmethod
+    def report(names, limit=20):
+        """One message: the count and the first `limit` entries."""
+        if not names:
+            return "skipped 0 bad samples"
+        shown = "\n  ".join(names[:limit])
+        more = f"\n  ... and {len(names) - limit} more" if len(names) > limit else ""
+        return f"skipped {len(names)} bad sample(s):\n  {shown}{more}"

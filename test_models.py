@@ -1,0 +1,190 @@
+"""Evaluate trained checkpoints with multi-view testing (clips x crops), alone or as an ensemble.
+
+    python test_models.py --weights checkpoint/<run>/ckpt.best.pth --num_clips 2 --test_crops 3
+    torchrun --nproc_per_node 2 test_models.py --weights a.pth b.pth --coeff 1 0.5 --softmax
+
+The model is rebuilt from the configuration stored in the checkpoint (never from its file name).
+Every view of a video is scored and the scores are averaged per video; under torchrun the videos
+are split between processes and gathered by video index, so each counts exactly once. Writes, to
+--save_dir: metrics.json, per_class_accuracy.csv, confusion.npy, confusion.png and scores.npz
+(per-video scores with video ids, labels and indices, for later fusion).
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from ops import checkpoint as ckpt
+from ops import distributed as du
+from ops.data import build_dataset, build_loader
+from ops.dataset import BadSampleError, SkipCounter
+from ops.dataset_configs import get_dataset_config
+from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
+from ops.models import build_model
+from ops.registry import MODELS
+from ops.transforms import DeviceNormalize
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dataset", nargs="?", default=None,
+                   help="dataset key; default: the one the checkpoint was trained on")
+    p.add_argument("--weights", nargs="+", required=True, help="checkpoint(s); several make an ensemble")
+    p.add_argument("--coeff", type=float, nargs="+", default=None,
+                   help="ensemble weight of each checkpoint (default: all 1)")
+    p.add_argument("--test_list", default=None, help="list file to test on (default: the dataset's test list)")
+    p.add_argument("--root_path", default=None, help="dataset root (default: the checkpoint's)")
+    p.add_argument("--data_format", default=None, choices=["rawframes", "video"], help="default: the checkpoint's")
+    p.add_argument("--decoder", default=None, choices=["decord", "pyav"], help="default: the checkpoint's")
+    p.add_argument("--test_segments", type=int, default=None,
+                   help="segments per clip (2D models) or frames per clip (3D models); default: as trained")
+    p.add_argument("--num_clips", type=int, default=1, help="clips per video, spread evenly over it")
+    p.add_argument("--test_crops", type=int, default=1, choices=[1, 3, 10],
+                   help="1 centre crop, 3 crops along the long side, 10 crops (corners + centre, flipped)")
+    p.add_argument("--full_res", action="store_true",
+                   help="crop at the scaled short side (full-resolution protocol) instead of crop_size")
+    p.add_argument("--twice_sample", action="store_true", help="TSM's protocol: segment centres + starts")
+    p.add_argument("--dense_sample", action="store_true", help="I3D-style dense windows (2D models)")
+    p.add_argument("--softmax", action="store_true", help="average softmax probabilities instead of raw scores")
+    p.add_argument("--batch_size", type=int, default=1, help="videos per forward (each with all its views)")
+    p.add_argument("--max_views", type=int, default=None, help="views per model call at most (memory bound)")
+    p.add_argument("-j", "--workers", type=int, default=4, help="data-loading workers")
+    p.add_argument("--on_bad_sample", default=None, choices=["error", "skip"], help="default: error")
+    p.add_argument("--amp", action="store_true", help="mixed precision inference")
+    p.add_argument("--save_dir", default=None, help="output folder (default: beside the first checkpoint)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
+                   default=int(os.environ.get("LOCAL_RANK", 0)), help="set by torch.distributed.launch")
+    return p
+
+
+def check_args(args, parser):
+    for path in args.weights:
+        if not os.path.isfile(path):
+            parser.error(f"--weights: no such file: {path}")
+    if args.coeff is not None and len(args.coeff) != len(args.weights):
+        parser.error(f"--coeff has {len(args.coeff)} values for {len(args.weights)} checkpoints")
+    if args.test_list and not os.path.isfile(args.test_list):
+        parser.error(f"--test_list: no such file: {args.test_list}")
+    for name in ("num_clips", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.test_segments is not None and args.test_segments < 1:
+        parser.error("--test_segments must be >= 1")
+    return args
+
+
+def test_config(cfg, args):
+    """The checkpoint's run configuration with this test's overrides applied."""
+    cfg = dict(cfg)
+    overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
+                     decoder=args.decoder, on_bad_sample=args.on_bad_sample)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    if args.dataset or args.root_path:  # the trained lists belong to the old dataset/root
+        cfg.update(train_list=None, val_list=None)
+    if args.dense_sample:
+        cfg["dense_sample"] = True
+    if args.test_segments:
+        # An arch that names a whole model is a 3D clip model (ops.models.build_model's rule).
+        cfg["clip_len" if cfg.get("arch") in MODELS else "num_segments"] = args.test_segments
+    return cfg
+
+
+def evaluate_checkpoint(path, args, dist):
+    """Per-video scores of one checkpoint on the test list: (indices, scores, labels, dataset config)."""
+    state = ckpt.load_checkpoint(path)
+    if not state.get("config"):
+        raise ValueError(f"{path} holds no run configuration: it was not written by main.py")
+    cfg = test_config(state["config"], args)
+    if cfg.get("ssl"):
+        raise ValueError(f"{path} is a self-supervised pre-training checkpoint ({cfg['ssl']}): fine-tune it "
+                         "with main.py --tune_from before testing, or use tools/extract_features.py")
+    dataset_cfg = get_dataset_config(cfg["dataset"], root=cfg.get("root_path"), split=cfg.get("split", 1),
+                                     num_class=cfg.get("num_class"), data_format=cfg.get("data_format"),
+                                     list_order=cfg.get("list_order"), image_tmpl=cfg.get("image_tmpl"),
+                                     train_list=cfg.get("train_list"), val_list=cfg.get("val_list"),
+                                     test_list=args.test_list)
+    test_list = dataset_cfg.test_list
+    if not test_list or not os.path.isfile(test_list):
+        raise FileNotFoundError(f"test list not found: {test_list} (give --test_list or --root_path)")
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    model.to(dist.device)
+    dataset = build_dataset(cfg, model, dataset_cfg, "test", list_file=test_list, num_clips=args.num_clips,
+                            test_crops=args.test_crops, twice_sample=args.twice_sample, full_res=args.full_res)
+    loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
+                          pin_memory=dist.device.type == "cuda")
+    if dist.is_main:
+        print(f"=> {path}: {cfg.get('model')}/{cfg.get('arch')} on {len(dataset)} videos of {test_list}\n"
+              f"   {dataset.sampler!r}\n   {dataset.transform!r}")
+    normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
+    amp = (torch.float16 if dist.device.type == "cuda" else torch.bfloat16) if args.amp else None
+    indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=args.softmax,
+                                               amp_dtype=amp, chunk=args.max_views,
+                                               progress=dist.is_main and not args.no_progress)
+    skipped = gather_names(skipped)
+    if skipped and dist.is_main:
+        print(f"=> {SkipCounter.report(skipped)}")
+    indices, scores, labels = gather_predictions(indices, scores, labels)
+    return indices, scores, labels, dataset, dataset_cfg
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = check_args(parser.parse_args(argv), parser)
+    dist = du.init_distributed(args.local_rank)
+    coeff = args.coeff or [1.0] * len(args.weights)
+    total, ref = None, None
+    for path, weight in zip(args.weights, coeff):
+        indices, scores, labels, dataset, dataset_cfg = evaluate_checkpoint(path, args, dist)
+        if ref is None:
+            ref = (indices, labels, dataset, dataset_cfg)
+        elif not torch.equal(indices, ref[0]):
+            raise ValueError(f"{path} was tested on other videos than {args.weights[0]}: an ensemble needs "
+                             "the same test list (and skip policy)")
+        total = weight * scores if total is None else total + weight * scores
+    indices, labels, dataset, dataset_cfg = ref
+    if dist.is_main:
+        report(args, total, indices, labels, dataset, dataset_cfg)
+    du.cleanup()
+
+
+def report(args, scores, indices, labels, dataset, dataset_cfg):
+    num_class = dataset_cfg.num_class
+    metrics = compute_metrics(scores, labels, num_class)
+    views = f"{args.num_clips} clip(s) x {args.test_crops} crop(s)" + (" twice-sampled" if args.twice_sample else "")
+    print(f"=> {metrics['num_videos']} videos, {views}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
+          f"mean class accuracy {metrics['mean_class_acc']:.2f}%")
+    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(args.weights[0])),
+                                             f"test_{args.num_clips}x{args.test_crops}")
+    os.makedirs(save_dir, exist_ok=True)
+    names = list(dataset_cfg.class_names) if dataset_cfg.class_names else [str(c) for c in range(num_class)]
+    with open(os.path.join(save_dir, "per_class_accuracy.csv"), "w") as f:
+        f.write("label,class,videos,accuracy\n")
+        for c in range(num_class):
+            acc = metrics["per_class_acc"][c]
+            f.write(f"{c},{names[c]},{int(metrics['confusion'][c].sum())},{'' if np.isnan(acc) else f'{acc:.2f}'}\n")
+    np.save(os.path.join(save_dir, "confusion.npy"), metrics["confusion"])
+    save_confusion_png(metrics["confusion"], names, os.path.join(save_dir, "confusion.png"),
+                       title=f"{dataset_cfg.name}: top-1 {metrics['top1']:.1f}%")
+    video_ids = np.array([dataset.video_list.path(int(i)) for i in indices])
+    np.savez(os.path.join(save_dir, "scores.npz"), scores=scores.numpy(), labels=labels.numpy(),
+             indices=indices.numpy(), video_ids=video_ids)
+    summary = {k: metrics[k] for k in ("top1", "top5", "mean_class_acc", "num_videos")}
+    summary.update(weights=args.weights, coeff=args.coeff, num_clips=args.num_clips, test_crops=args.test_crops,
+                   twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax)
+    with open(os.path.join(save_dir, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (BadSampleError, FileNotFoundError, ValueError) as err:
+        print(f"test_models.py: error: {err}", file=sys.stderr)
+        sys.exit(1)

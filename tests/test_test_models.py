@@ -1,0 +1,93 @@
+"""test_models.py on a checkpoint written by main.py: multi-view scores, outputs, ensembles, DDP."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import main
+import test_models
+from tests.test_main import base_args, make_colour_dataset, run_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = tmp_path_factory.mktemp("colours")
+    lists = make_colour_dataset(str(data), per_class=(4, 3))
+    out = tmp_path_factory.mktemp("run")
+    main.main(base_args(data, lists, out, 1, "-j", "0"))
+    ckpt = run_dir(out, "ckpt", 1) / "ckpt.pth"
+    assert ckpt.is_file()
+    return str(ckpt), lists[1]
+
+
+def run_test(tmp_path, ckpt, test_list, *extra, name="out"):
+    save = tmp_path / name
+    test_models.main(["--weights", *ckpt, "--test_list", test_list, "--save_dir", str(save), "-j", "0",
+                      "--no_progress", *extra])
+    return save, np.load(save / "scores.npz"), json.loads((save / "metrics.json").read_text())
+
+
+def test_two_clips_three_crops_writes_every_output(trained, tmp_path):
+    ckpt, test_list = trained
+    save, scores, metrics = run_test(tmp_path, [ckpt], test_list, "--num_clips", "2", "--test_crops", "3",
+                                     "--softmax", "--batch_size", "3")
+    with open(test_list) as f:
+        lines = [line.split() for line in f]
+    assert metrics["num_videos"] == len(lines) == scores["scores"].shape[0]
+    assert scores["scores"].shape[1] == 4
+    # One row per video, in list order, with its own id and label.
+    assert scores["video_ids"].tolist() == [os.path.join(os.path.dirname(test_list), p) for p, _, _ in lines] or \
+        [os.path.basename(v) for v in scores["video_ids"]] == [p for p, _, _ in lines]
+    assert scores["labels"].tolist() == [int(label) for _, _, label in lines]
+    assert np.allclose(scores["scores"].sum(1), 1, atol=1e-5)  # averaged softmax probabilities
+    cm = np.load(save / "confusion.npy")
+    assert cm.sum() == len(lines) and cm.shape == (4, 4)
+    assert (save / "confusion.png").stat().st_size > 0
+    assert len((save / "per_class_accuracy.csv").read_text().splitlines()) == 5
+    pred = scores["scores"].argmax(1)
+    assert metrics["top1"] == pytest.approx(100 * np.mean(pred == scores["labels"]), abs=1e-4)
+
+
+def test_views_change_scores_and_evaluation_is_deterministic(trained, tmp_path):
+    ckpt, test_list = trained
+    _, one, _ = run_test(tmp_path, [ckpt], test_list, name="a")
+    _, again, _ = run_test(tmp_path, [ckpt], test_list, name="b")
+    _, many, _ = run_test(tmp_path, [ckpt], test_list, "--num_clips", "2", "--test_crops", "3", name="c")
+    assert np.array_equal(one["scores"], again["scores"])
+    assert not np.allclose(one["scores"], many["scores"])
+
+
+def test_ensemble_sums_weighted_scores(trained, tmp_path):
+    ckpt, test_list = trained
+    _, single, _ = run_test(tmp_path, [ckpt], test_list, name="single")
+    _, pair, _ = run_test(tmp_path, [ckpt, ckpt], test_list, "--coeff", "1", "0.5", name="pair")
+    assert np.allclose(pair["scores"], 1.5 * single["scores"], atol=1e-5)
+
+
+def test_checkpoint_without_config_is_refused(tmp_path, trained):
+    _, test_list = trained
+    bare = tmp_path / "bare.pth"
+    torch.save({"model": {}}, bare)
+    with pytest.raises(ValueError, match="no run configuration"):
+        test_models.main(["--weights", str(bare), "--test_list", test_list, "-j", "0"])
+
+
+def test_two_processes_score_every_video_once(trained, tmp_path):
+    ckpt, test_list = trained
+    _, single, _ = run_test(tmp_path, [ckpt], test_list, "--num_clips", "2", name="single")
+    save = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(ROOT, "test_models.py"), "--weights", ckpt, "--test_list", test_list, "--num_clips", "2",
+           "--save_dir", str(save), "-j", "0", "--no_progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ddp = np.load(save / "scores.npz")
+    assert ddp["indices"].tolist() == single["indices"].tolist()
+    assert np.allclose(ddp["scores"], single["scores"], atol=1e-5)
