@@ -55,10 +55,32 @@ def add_model_args(parser):
     g.add_argument("--no_partialbn", "--npb", dest="no_partialbn", action="store_true",
                    help="train every BatchNorm (default: freeze all but the first, TSN's partial BN)")
     # --- stmodeling blocks (issue: spatio-temporal blocks) ---
-    g.add_argument("--rnn_hidden_size", type=int, default=256, help="hidden size of RNN blocks")
+    g.add_argument("--rnn_hidden_size", type=int, default=256, help="hidden size of RNN blocks (BLSTM: half per direction)")
     g.add_argument("--rnn_layer", type=int, default=1, help="layers of RNN blocks")
     g.add_argument("--rnn_dropout", type=float, default=0.2, help="dropout between RNN layers")
     # --- STTNet (issue: aggregator, RBRF, RBRC) ---
+    for part, what in (("aggregator", "the SCSA aggregator"), ("rbrf", "the RBRF spatial pretext"),
+                       ("rbrc", "the RBRC temporal pretext")):
+        g.add_argument(f"--{part}", dest=part, action="store_true", default=True,
+                       help=f"--model sttnet: use {what} (on by default)")
+        g.add_argument(f"--no_{part}", dest=part, action="store_false", help=f"--model sttnet: leave out {what}")
+    g.add_argument("--lambda_rbrf", type=float, default=0.01,
+                   help="weight of the RBRF loss (reference notes: ~0.005 on small datasets, ~0.001 on large)")
+    g.add_argument("--lambda_rbrc", type=float, default=0.1,
+                   help="weight of the RBRC loss (reference notes: ~0.01 on small datasets, ~0.1 on large)")
+    g.add_argument("--rbrf_kinds", type=int, default=2, choices=[2, 5],
+                   help="RBRF labels: 2 (clip transformed or not) or 5 (which of the four flips)")
+    g.add_argument("--rbrf_grid", type=int, default=2,
+                   help="RBRF head averages each map over grid x grid cells (1 = global pooling, blind to flips)")
+    g.add_argument("--rbrf_hidden", type=int, default=256, help="width of the RBRF head's MLP")
+    g.add_argument("--rbrc_ratio", type=float, default=0.5,
+                   help="fraction of channels RBRC reverses in time in a chosen clip (the reference: one channel)")
+    g.add_argument("--rbrc_hidden", type=int, default=256, help="width of the RBRC head (temporal conv + MLP)")
+    g.add_argument("--scsa_dim", type=int, default=256, help="d: width of the aggregator's attention")
+    g.add_argument("--scsa_heads", type=int, default=1, help="attention heads (d must divide by 2 x heads)")
+    g.add_argument("--scsa_gamma", type=float, default=0.01, help="initial residual scale gamma of the aggregator")
+    g.add_argument("--scsa_norm", action="store_true", help="pre-norm LayerNorm in the aggregator (off in the design)")
+    g.add_argument("--scsa_ffn", action="store_true", help="residual feed-forward block after the attention (off in the design)")
     # --- 3D clip models ---
     return g
 
@@ -68,6 +90,28 @@ def add_ssl_args(parser):
     g.add_argument("--ssl", default=None, choices=["cpc_trans", "vtdl"],
                    help="pre-train without labels with this method instead of supervised training")
     # --- CPC-Trans / VTDL options ---
+    g.add_argument("--num_seq", type=int, default=5, help="CPC-Trans: N steps per clip (one frame each)")
+    g.add_argument("--seq_stride", type=int, default=3, help="CPC-Trans: frame stride between steps")
+    g.add_argument("--pred_step", type=int, default=3, help="CPC-Trans: P future steps predicted from N - P")
+    g.add_argument("--cpc_layers", type=int, default=2, help="CPC-Trans: transformer layers")
+    g.add_argument("--cpc_heads", type=int, default=4, help="CPC-Trans: attention heads")
+    g.add_argument("--cpc_ff_dim", type=int, default=2048, help="CPC-Trans: transformer feed-forward width")
+    g.add_argument("--cpc_dropout", type=float, default=0.1, help="CPC-Trans: transformer dropout")
+    g.add_argument("--test_windows", type=int, default=10,
+                   help="cpc_trans_ft test: windows of N steps spread evenly over the whole video "
+                        "(test_models.py --softmax averages their softmax)")
+    g.add_argument("--train_what", default="ft", choices=["ft", "last"],
+                   help="cpc_trans_ft: 'ft' trains everything (encoder at lr/10), 'last' freezes all but "
+                        "BN1d + Linear (linear probe)")
+    g.add_argument("--moco_dim", type=int, default=128, help="VTDL: embedding size")
+    g.add_argument("--moco_k", type=int, default=None,
+                   help="VTDL: queue length (default: ucf101 5000, hmdb51 3569, kinetics 12500, else 5000)")
+    g.add_argument("--moco_m", type=float, default=0.999, help="VTDL: key-encoder EMA momentum")
+    g.add_argument("--moco_t", type=float, default=0.07, help="VTDL: softmax temperature")
+    g.add_argument("--tca_max", type=float, default=0.1,
+                   help="VTDL: temporal consistent augmentation, lambda ~ U(0, tca_max) (0 disables)")
+    g.add_argument("--no_temporal_negative", action="store_true",
+                   help="VTDL: leave out the same-video, different-time negative")
     return g
 
 
@@ -82,6 +126,8 @@ def add_train_args(parser):
                    help="schedule: step (x0.1 at --lr_steps), cosine, or x0.1 on a validation-loss plateau")
     g.add_argument("--lr_steps", type=float, nargs="+", default=[20, 40], help="epochs where lr is x0.1")
     g.add_argument("--warmup_epochs", type=float, default=0, help="linear warm-up length in epochs")
+    g.add_argument("--lr_patience", type=int, default=10,
+                   help="plateau schedule: validations without val-loss improvement before lr x0.1")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     g.add_argument("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float, default=5e-4,
                    help="weight decay")
