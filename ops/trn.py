@@ -1,0 +1,93 @@
+"""Temporal Relation Network (Zhou et al. 2018, "Temporal Relational Reasoning in Videos"):
+class scores from learned functions g_s of ordered s-frame tuples ("relations") of the K
+projected frame features, at a single scale (`TRN`) or at every scale K..2 (`TRNmultiscale`)."""
+import itertools
+import math
+
+import torch
+import torch.nn as nn
+
+from ops.consensus import make_new_fc
+from ops.registry import CONSENSUS
+
+# Relations per scale below K: drawn at random in training (TRN's choice), so a forward costs
+# 1 + 3 (K - 2) relation evaluations (19 at K = 8) instead of all 2^K - K - 1.
+TRAIN_RELATIONS = 3
+# Size of the fixed relation set each scale below K uses in eval() (all relations when fewer).
+EVAL_RELATIONS = 32
+
+
+def relation_mlp(in_dim, num_class, bottleneck=256):
+    """g_s: ReLU -> Linear(s*D, 256) -> ReLU -> Linear(256, C)."""
+    return nn.Sequential(nn.ReLU(), nn.Linear(in_dim, bottleneck), nn.ReLU(), nn.Linear(bottleneck, num_class))
+
+
+class TRN(nn.Module):
+    """Single scale: g_K over all K frames in time order. [B, K, F] -> [B, C]."""
+
+    def __init__(self, num_segments, in_dim, num_class, img_feature_dim=256):
+        super().__init__()
+        self.new_fc = make_new_fc(in_dim, img_feature_dim)
+        self.g = relation_mlp(num_segments * img_feature_dim, num_class)
+
+    def forward(self, x):
+        return self.g(self.new_fc(x).flatten(1))
+
+
+def draw_relations(num_frames, size, count, generator=None):
+    """`count` distinct s-frame tuples (sorted frame indices), uniform over all C(K, s) of them.
+
+    Sampled by rejection instead of enumerated, so large K costs nothing: a sorted random
+    s-subset of the frames is a uniformly random combination."""
+    chosen = set()
+    while len(chosen) < count:
+        chosen.add(tuple(sorted(torch.randperm(num_frames, generator=generator)[:size].tolist())))
+    return sorted(chosen)
+
+
+class TRNmultiscale(nn.Module):
+    """Multi-scale TRN: logits = g_K(all frames) + sum over s = K-1..2 of g_s over relations of s frames.
+
+    Each scale has its own g_s. Training: each scale below K sums g_s over up to 3 relations drawn
+    at random per forward (as TRN). Evaluation is deterministic: each scale below K uses a fixed
+    set R_s, all C(K, s) relations when there are at most 32, else 32 distinct relations drawn
+    once, at construction, from a generator seeded with 0 (so the set depends only on K and s).
+    The scale's term is then m_s * mean over R_s of g_s, with m_s = min(3, C(K, s)) the number of
+    relations summed in training: the expected value of the training-time term, on the same scale.
+    """
+
+    def __init__(self, num_segments, in_dim, num_class, img_feature_dim=256):
+        super().__init__()
+        self.num_segments = num_segments
+        self.scales = list(range(num_segments, 1, -1)) or [1]
+        self.new_fc = make_new_fc(in_dim, img_feature_dim)
+        self.g = nn.ModuleList(relation_mlp(s * img_feature_dim, num_class) for s in self.scales)
+        generator = torch.Generator().manual_seed(0)
+        for s in self.scales:
+            n = math.comb(num_segments, s)
+            fixed = list(itertools.combinations(range(num_segments), s)) if n <= EVAL_RELATIONS \
+                else draw_relations(num_segments, s, EVAL_RELATIONS, generator)
+            self.register_buffer(f"eval_relations_{s}", torch.tensor(fixed), persistent=False)
+
+    def forward(self, x):
+        x = self.new_fc(x)
+        logits = 0
+        for s, g in zip(self.scales, self.g):
+            per_step = min(TRAIN_RELATIONS, math.comb(self.num_segments, s))
+            if self.training:
+                relations = torch.tensor(draw_relations(self.num_segments, s, per_step), device=x.device)
+                logits = logits + g(x[:, relations].flatten(2)).sum(dim=1)
+            else:
+                relations = getattr(self, f"eval_relations_{s}")
+                logits = logits + per_step * g(x[:, relations].flatten(2)).mean(dim=1)
+        return logits
+
+
+@CONSENSUS.register("TRN")
+def trn(num_segments, in_dim, num_class, img_feature_dim):
+    return TRN(num_segments, in_dim, num_class, img_feature_dim)
+
+
+@CONSENSUS.register("TRNmultiscale")
+def trn_multiscale(num_segments, in_dim, num_class, img_feature_dim):
+    return TRNmultiscale(num_segments, in_dim, num_class, img_feature_dim)
