@@ -1,0 +1,158 @@
+"""3D clip models: exact published parameter counts, shapes, features, structure, and learning."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from archs.c3d import C3D
+from archs.r2plus1d import FactoredConv, mid_channels
+from archs.stts import AttentionGate, STTSConv
+from ops.models import build_model
+from ops.policies import build_param_groups
+from ops.registry import MODELS
+
+CLIP_MODELS = ["c3d", "r2plus1d", "stts", "stts_a", "r3d18", "i3d"]
+
+# clip_models.md: the parameter counts are the test.
+PUBLISHED = {
+    "c3d": {101: 78_409_573, 51: 78_204_723},
+    "r2plus1d": {101: 33_220_990, 51: 33_195_340},
+    "stts": {101: 33_208_373, 51: 33_182_723},
+    "stts_a": {101: 37_344_339, 51: 37_318_689},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """3D convs with two threads on the shared 2-core machine run up to 10x slower than with one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def numel(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_on_meta(name, num_class, **cfg):
+    """Build without allocating or initialising weights: counting needs no forward."""
+    with torch.device("meta"):
+        return MODELS.create(name, {"num_class": num_class, **cfg})
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("num_class", [101, 51])
+def test_published_parameter_counts(name, num_class):
+    assert numel(build_on_meta(name, num_class)) == PUBLISHED[name][num_class]
+
+
+def test_stts_attention_adds_exactly_the_published_parameters():
+    assert numel(build_on_meta("stts_a", 101)) - numel(build_on_meta("stts", 101)) == 4_135_966
+    gates = [m for m in build_on_meta("stts_a", 101).modules() if isinstance(m, AttentionGate)]
+    assert len(gates) == 30                      # 15 convs of stages 3-5 (shortcuts included) x 2 branches
+
+
+def test_factored_conv_matches_the_spec_example():
+    # clip_models.md: one 64->64 factored conv = 82,944 + 288 + 27,648 + 128 parameters, M = 144.
+    assert mid_channels(64, 64, 9, 3) == 144
+    conv = FactoredConv(64, 64, 3, 3)
+    assert numel(conv) == 82_944 + 288 + 27_648 + 128
+    assert [m.kernel_size for m in conv if isinstance(m, nn.Conv3d)] == [(1, 3, 3), (3, 1, 1)]
+
+
+def test_stems_keep_the_published_bottlenecks():
+    r2p1d = build_on_meta("r2plus1d", 10)
+    assert r2p1d.stem[0].out_channels == 45       # fixed M = 45, not the formula's 44
+    stts = build_on_meta("stts", 10)
+    st, ts = stts.stem.branches
+    assert st[0].kernel_size == (1, 7, 7) and ts[0].kernel_size == (1, 1, 1)
+    assert ts[0].out_channels == 2                # the TS branch's 2-channel bottleneck
+
+
+def test_stts_branches_factor_in_opposite_orders_and_concatenate():
+    conv = STTSConv(16, 32, 3, 3, stride=(2, 2))
+    st, ts = conv.branches
+    assert [m.kernel_size for m in st if isinstance(m, nn.Conv3d)] == [(1, 3, 3), (3, 1, 1)]
+    assert [m.kernel_size for m in ts if isinstance(m, nn.Conv3d)] == [(3, 1, 1), (1, 3, 3)]
+    assert conv(torch.randn(2, 16, 8, 12, 12)).shape == (2, 32, 4, 6, 6)
+
+
+def test_attention_gate_resizes_the_input_to_the_output():
+    gate = AttentionGate(8, 6)
+    out = gate(torch.randn(2, 8, 4, 10, 10), torch.randn(2, 6, 2, 5, 5))
+    assert out.shape == (2, 6, 2, 5, 5)
+    with pytest.raises(ValueError, match="even"):
+        STTSConv(8, 7, 3, 3)
+
+
+def test_c3d_has_a_relu_after_every_conv():
+    layers = list(C3D(5).features)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv3d)]
+    assert len(convs) == 8
+    assert all(isinstance(layers[i + 1], nn.ReLU) for i in convs)
+
+
+@pytest.mark.parametrize("name", CLIP_MODELS)
+def test_output_and_feature_shapes(name):
+    torch.manual_seed(0)
+    model = build_model({"arch": name, "num_class": 7, "dropout": 0.5}).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        logits, feats = model(x), model.forward_features(x)
+    assert logits.shape == (2, 7)
+    assert feats.shape == (2, model.feature_dim)
+    assert model.feature_dim == (1024 if name == "i3d" else 512)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", CLIP_MODELS)
+def test_input_spec_and_param_groups(name):
+    model = build_on_meta(name, 10)
+    spec = model.input_spec
+    assert spec.layout == "clip"
+    assert (spec.crop_size, spec.scale_size) == ((224, 256) if name == "i3d" else (112, 128))
+    resized = build_on_meta(name, 10, crop_size=160).input_spec
+    assert (resized.crop_size, resized.scale_size) == (160, 182)   # the default ratio: short side 8/7 of the crop
+    groups = build_param_groups(model, 0.1, 1e-4)        # every parameter filed exactly once
+    assert sum(p.numel() for g in groups for p in g["params"]) == numel(model)
+
+
+def test_attention_gates_receive_gradients():
+    torch.manual_seed(0)
+    model = MODELS.create("stts_a", {"num_class": 3})
+    # 32 px: on smaller clips stage 5 is 1 x 1 x 1 and BatchNorm over 2 values leaves dead units
+    F.cross_entropy(model(torch.randn(2, 3, 8, 32, 32)), torch.tensor([0, 1])).backward()
+    gates = [m for m in model.modules() if isinstance(m, AttentionGate)]
+    for gate in gates:
+        for name, p in gate.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def moving_square_clips(n, frames=4, size=16, square=4):
+    """Label 0: a square crossing left to right; label 1: the same clip played backwards. The
+    frames are identical as a set, so only the temporal order tells the classes apart."""
+    x = torch.zeros(n, 3, frames, size, size)
+    labels = torch.arange(n) % 2
+    for i in range(n):
+        row = (3 * i) % (size - square)
+        for t in range(frames):
+            col = t * (size - square) // (frames - 1)
+            col = col if labels[i] == 0 else size - square - col
+            x[i, :, t, row:row + square, col:col + square] = 1.0
+    return x, labels
+
+
+def test_r3d18_learns_direction_of_motion():
+    torch.manual_seed(0)
+    model = MODELS.create("r3d18", {"num_class": 2, "dropout": 0.0}).train()
+    x, labels = moving_square_clips(4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(5):
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.25 * losses[0], losses
