@@ -55,15 +55,16 @@ def add_model_args(parser):
     g.add_argument("--no_partialbn", "--npb", dest="no_partialbn", action="store_true",
                    help="train every BatchNorm (default: freeze all but the first, TSN's partial BN)")
     # --- stmodeling blocks (issue: spatio-temporal blocks) ---
-    g.add_argument("--rnn_hidden_size", type=int, default=256, help="hidden size of RNN blocks (BLSTM: half per direction)")
+    g.add_argument("--rnn_hidden_size", type=int, default=256,
+                   help="hidden size of RNN blocks (BLSTM: half per direction)")
     g.add_argument("--rnn_layer", type=int, default=1, help="layers of RNN blocks")
     g.add_argument("--rnn_dropout", type=float, default=0.2, help="dropout between RNN layers")
     # --- STTNet (issue: aggregator, RBRF, RBRC) ---
     for part, what in (("aggregator", "the SCSA aggregator"), ("rbrf", "the RBRF spatial pretext"),
                        ("rbrc", "the RBRC temporal pretext")):
-        g.add_argument(f"--{part}", dest=part, action="store_true", default=True,
-                       help=f"--model sttnet: use {what} (on by default)")
-        g.add_argument(f"--no_{part}", dest=part, action="store_false", help=f"--model sttnet: leave out {what}")
+        g.add_argument(f"--{part}", dest=part, action="store_true", default=True, help=f"--model sttnet: use {what}")
+        g.add_argument(f"--no_{part}", dest=part, action="store_false", default=argparse.SUPPRESS,
+                       help=f"--model sttnet: leave out {what}")
     g.add_argument("--lambda_rbrf", type=float, default=0.01,
                    help="weight of the RBRF loss (reference notes: ~0.005 on small datasets, ~0.001 on large)")
     g.add_argument("--lambda_rbrc", type=float, default=0.1,

@@ -80,7 +80,8 @@ def check_args(args, parser):
 
 def test_config(cfg, args):
     """The checkpoint's run configuration with this test's overrides applied."""
-    cfg = dict(cfg)
+    # The weights come from the checkpoint: never reload the ImageNet file the run started from.
+    cfg = dict(cfg, pretrain="none", pretrained_weights=None)
     overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
                      decoder=args.decoder, on_bad_sample=args.on_bad_sample)
     cfg.update({k: v for k, v in overrides.items() if v is not None})

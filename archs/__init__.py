@@ -38,3 +38,4 @@ from archs import resnet  # noqa: E402,F401
 from archs import bninception  # noqa: E402,F401
 from archs import mobilenet  # noqa: E402,F401
 from archs import squeezenet  # noqa: E402,F401
+from archs import tinynet  # noqa: E402,F401

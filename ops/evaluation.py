@@ -39,7 +39,7 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
         frames, labels, indices = batch[:3]
         if len(batch) > 3:
             skipped.extend(batch[3])
-        if frames.numel() == 0:
+        if frames is None:  # every item of the batch was skipped
             continue
         frames = frames.to(device, non_blocking=True)
         batch_size, num_views = frames.shape[:2]

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
-from ops.evaluation import (average_views, compute_metrics, confusion_matrix, gather_names,
+from ops.evaluation import (average_views, compute_metrics, confusion_matrix, gather_names, predict,
                             gather_predictions, save_confusion_png)
 
 
@@ -94,3 +94,26 @@ def test_confusion_png_is_written(tmp_path):
     path = save_confusion_png(cm, ["walk", "run", "jump"], str(tmp_path / "cm.png"))
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 200 and im.height > 200
+
+
+class _MeanColour(torch.nn.Module):
+    """Logits = mean colour of the input, so scores are easy to predict by hand."""
+
+    def forward(self, x):
+        return x.mean(dim=(1, 3, 4))  # [N, T, 3, h, w] -> [N, 3]
+
+
+def test_predict_averages_views_and_passes_over_skipped_batches():
+    frames = torch.zeros(2, 3, 1, 2, 2, 3, dtype=torch.uint8)  # 2 videos x 3 views
+    frames[0, :, ..., 0] = torch.tensor([30, 60, 90]).view(3, 1, 1, 1)
+    frames[1, ..., 2] = 255
+    batches = [(None, torch.empty(0), torch.empty(0), ["a.mp4: truncated"]),
+               (frames, torch.tensor([0, 2]), torch.tensor([5, 7]), ["b.mp4: frame 3: empty file"])]
+
+    def normalize(x):  # [B, V, T, h, w, 3] uint8 -> [B, V, T, 3, h, w] float
+        return x.permute(0, 1, 2, 5, 3, 4).float()
+
+    idx, scores, labels, skipped = predict(_MeanColour(), batches, normalize, torch.device("cpu"), progress=False)
+    assert idx.tolist() == [5, 7] and labels.tolist() == [0, 2]
+    assert torch.allclose(scores, torch.tensor([[60.0, 0, 0], [0, 0, 255.0]]))
+    assert skipped == ["a.mp4: truncated", "b.mp4: frame 3: empty file"]

@@ -1,0 +1,221 @@
+"""Train (or validate) any model of the framework: TSN with any consensus block, STTNet, 3D clip
+models, or self-supervised pre-training (--ssl).
+
+    python main.py ucf101 RGB --arch resnet50 --num_segments 8 ...
+    torchrun --nproc_per_node 2 main.py ...
+    python -m torch.distributed.launch --nproc_per_node=2 main.py ...
+
+Logs (log.txt, args.json, TensorBoard events) go to <root_log>/<run name>/, checkpoints
+(ckpt.pth = last, ckpt.best.pth = best validation) to <root_model>/<run name>/.
+"""
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+from opts import build_train_parser, check_args
+from ops import checkpoint as ckpt
+from ops import distributed as du
+from ops.data import build_dataset, build_loader
+from ops.dataset import BadSampleError, SkipCounter
+from ops.dataset_configs import get_dataset_config
+from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
+from ops.evaluation import save_confusion_png
+from ops.models import build_model
+from ops.policies import build_param_groups, describe_groups
+from ops.registry import MODELS
+from ops.transforms import DeviceNormalize
+
+
+def run_name(args):
+    """STTNet_<dataset>_<modality>_<arch>_<consensus>_segment<K>_e<epochs>[_suffix]; the model
+    family (sttnet, ...) prefixes the arch and the SSL method replaces the consensus."""
+    arch = args.arch if args.model == "tsn" or args.arch in MODELS or args.ssl else f"{args.model}-{args.arch}"
+    head = args.ssl or args.consensus_type
+    name = f"STTNet_{args.dataset}_{args.modality}_{arch}_{head}_segment{args.num_segments}_e{args.epochs}"
+    return f"{name}_{args.suffix}" if args.suffix else name
+
+
+def resolve_dataset(args, parser):
+    """The dataset config with the command line's overrides; list files must exist."""
+    try:
+        dataset_cfg = get_dataset_config(args.dataset, root=args.root_path, split=args.split,
+                                         num_class=args.num_class, train_list=args.train_list,
+                                         val_list=args.val_list, data_format=args.data_format,
+                                         list_order=args.list_order, image_tmpl=args.image_tmpl)
+    except ValueError as err:
+        parser.error(str(err))
+    needed = [("val", dataset_cfg.val_list)] + ([] if args.evaluate else [("train", dataset_cfg.train_list)])
+    for subset, path in needed:
+        if not path or not os.path.isfile(path):
+            parser.error(f"{subset} list file not found: {path} (dataset root {dataset_cfg.root!r}; "
+                         f"see --root_path, $STTNET_DATA, --{subset}_list)")
+    return dataset_cfg
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(args, groups):
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def format_stats(stats, names=("loss", "top1", "top5", "mean_class_acc")):
+    parts = [f"{n} {stats[n]:.4f}" if n == "loss" else f"{n} {stats[n]:.2f}" for n in names if n in stats]
+    extra = [f"{n} {v:.4f}" for n, v in sorted(stats.items())
+             if n not in names and isinstance(v, float) and n not in ("lr", "clips_per_s", "data_time")]
+    return " ".join(parts + extra)
+
+
+def scalar_stats(stats):
+    return {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+
+
+def one_line_errors(parser):
+    """Errors as one line (`main.py: error: ...`) instead of argparse's long usage block."""
+    def error(message):
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    parser.error = error
+    return parser
+
+
+def main(argv=None):
+    parser = one_line_errors(build_train_parser())
+    args = check_args(parser.parse_args(argv), parser)
+    dataset_cfg = resolve_dataset(args, parser)
+    dist = du.init_distributed(args.local_rank)
+    device = dist.device
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    store_name = run_name(args)
+    log_dir = os.path.join(args.root_log, store_name)
+    model_dir = os.path.join(args.root_model, store_name)
+    config = dict(vars(args), num_class=dataset_cfg.num_class, store_name=store_name, root_path=dataset_cfg.root,
+                  train_list=dataset_cfg.train_list, val_list=dataset_cfg.val_list,
+                  data_format=dataset_cfg.data_format, list_order=dataset_cfg.list_order,
+                  image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size)
+    config.pop("local_rank")
+    log = RunLog(log_dir, enabled=dist.is_main)
+    log.save_json("args_evaluate.json" if args.evaluate else "args.json", ckpt.plain(config))
+    log.text(f"=> run {store_name} on {dist.world_size} process(es), device {device}")
+
+    seed_everything(args.seed)
+    model = build_model(config)
+    spec = model.input_spec
+    keep_views = bool(args.ssl)
+    try:  # a malformed list line or a too-small list: one line naming the file and line
+        val_set = build_dataset(config, model, dataset_cfg, "val")
+        val_loader = build_loader(val_set, "val", args.batch_size, args.workers, dist.rank, dist.world_size,
+                                  pin_memory=device.type == "cuda")
+        if not args.evaluate:
+            train_set = build_dataset(config, model, dataset_cfg, "train")
+            train_loader = build_loader(train_set, "train", args.batch_size, args.workers, dist.rank,
+                                        dist.world_size, seed=args.seed, pin_memory=device.type == "cuda")
+    except ValueError as err:
+        parser.error(str(err))
+    if not args.evaluate:
+        log.text(f"=> {len(train_set)} training and {len(val_set)} validation videos\n{train_set!r}", echo=False)
+
+    if args.sync_bn and dist.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
+    normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
+    groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=bool(args.tune_from))
+    log.text("=> parameter groups:\n" + describe_groups(groups), echo=False)
+    optimizer = make_optimizer(args, groups)
+    schedule = LRSchedule(optimizer, args.lr, args.lr_type, args.epochs,
+                          0 if args.evaluate else len(train_loader), args.lr_steps, args.warmup_epochs,
+                          patience=args.lr_patience)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+
+    start_epoch, best_metric = 0, None
+    resume_path = args.resume
+    if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
+        resume_path = os.path.join(model_dir, "ckpt.pth")
+    if resume_path:
+        state = ckpt.resume(resume_path, model, optimizer, schedule, scaler)
+        start_epoch, best_metric = state["epoch"], state["best_metric"]
+        log.text(f"=> resumed from {resume_path} after epoch {start_epoch} (best {best_metric})")
+    elif args.tune_from:
+        ckpt.load_for_finetune(model, args.tune_from)
+
+    bare = model
+    if dist.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=keep_views)
+    if args.compile:
+        model = torch.compile(model)
+
+    def run_validation(epoch):
+        stats, skipped = validate(bare, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
+                                  keep_views=keep_views, progress=not args.no_progress)
+        if skipped:
+            log.text(f"validation: {SkipCounter.report(skipped)}")
+        videos = f" on {stats['num_videos']} videos" if "num_videos" in stats else ""
+        log.text(f"epoch {epoch} validation{videos}: {format_stats(stats)}")
+        log.scalars("val", scalar_stats(stats), epoch)
+        return stats
+
+    if args.evaluate:
+        stats = run_validation(start_epoch)
+        if "confusion" in stats and dist.is_main:
+            png = save_confusion_png(stats["confusion"], dataset_cfg.class_names,
+                                     os.path.join(log_dir, "confusion_val.png"))
+            log.text(f"=> confusion matrix: {png}")
+        log.close()
+        du.cleanup()
+        return stats
+
+    for epoch in range(start_epoch, args.epochs):
+        train_set.set_epoch(epoch)
+        train_loader.sampler.set_epoch(epoch)
+        stats, skipped = train_one_epoch(model, train_loader, optimizer, schedule, scaler, normalize, device, epoch,
+                                         dataset_cfg.num_class, amp=args.amp, clip_gradient=args.clip_gradient,
+                                         keep_views=keep_views, print_freq=args.print_freq,
+                                         progress=not args.no_progress, log=log)
+        log.text(f"epoch {epoch + 1} train: {format_stats(stats)} lr {stats['lr']:.3e} "
+                 f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
+        log.text(f"epoch {epoch + 1}: {SkipCounter.report(skipped)}", echo=bool(skipped))
+        log.scalars("train", scalar_stats(stats), epoch + 1)
+        is_best = False
+        if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:
+            val_stats = run_validation(epoch + 1)
+            schedule.observe(val_stats["loss"])
+            metric = val_stats["top1"] if "top1" in val_stats else -val_stats["loss"]
+            is_best = best_metric is None or metric > best_metric
+            best_metric = metric if is_best else best_metric
+            log.text(f"=> best {'top1' if 'top1' in val_stats else '-loss'} so far {best_metric:.3f}")
+        if dist.is_main:
+            state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config)
+            ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.pth"))
+            if is_best:
+                ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.best.pth"))
+        du.barrier()
+    log.text(f"=> done: logs in {log_dir}, checkpoints in {model_dir}")
+    log.close()
+    du.cleanup()
+    return best_metric
+
+
+def entry():
+    try:
+        main()
+    except BadSampleError as err:
+        print(f"error: bad sample: {err} (use --on_bad_sample skip to skip and report such samples)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    entry()

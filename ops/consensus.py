@@ -1,0 +1,48 @@
+"""TSN's segment consensus: `avg` (class scores averaged over segments) and `identity`.
+
+The block contract (docs/architecture.md): built with (num_segments, in_dim, num_class,
+img_feature_dim), forward(features [B, K, F]) -> logits; the block owns its projection `new_fc`.
+"""
+import torch.nn as nn
+
+from ops.registry import CONSENSUS
+
+
+def make_new_fc(in_dim, out_dim):
+    """The new classifier/projection of every block: Linear with weights N(0, 0.001), bias 0 (TSN)."""
+    fc = nn.Linear(in_dim, out_dim)
+    nn.init.normal_(fc.weight, 0, 0.001)
+    nn.init.zeros_(fc.bias)
+    return fc
+
+
+class AvgConsensus(nn.Module):
+    """Per-segment class scores averaged over the K segments: [B, K, F] -> [B, C]."""
+
+    def __init__(self, in_dim, num_class):
+        super().__init__()
+        self.new_fc = make_new_fc(in_dim, num_class)
+
+    def forward(self, x):
+        return self.new_fc(x).mean(dim=1)
+
+
+class IdentityConsensus(nn.Module):
+    """Per-segment class scores left unreduced, for heads that combine them: [B, K, F] -> [B, K, C]."""
+
+    def __init__(self, in_dim, num_class):
+        super().__init__()
+        self.new_fc = make_new_fc(in_dim, num_class)
+
+    def forward(self, x):
+        return self.new_fc(x)
+
+
+@CONSENSUS.register("avg")
+def avg(num_segments, in_dim, num_class, img_feature_dim):
+    return AvgConsensus(in_dim, num_class)
+
+
+@CONSENSUS.register("identity")
+def identity(num_segments, in_dim, num_class, img_feature_dim):
+    return IdentityConsensus(in_dim, num_class)

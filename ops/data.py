@@ -1,0 +1,88 @@
+"""Datasets and DataLoaders for a run, from the run configuration and the model's input spec.
+
+The model decides what it is fed: `model.input_spec` gives the layout (frames for 2D models,
+clip for 3D ones) and the crop/scale sizes; a model may replace the default sampler or transform
+with `make_sampler(mode)` / `make_transform(mode)` (the SSL methods need several clips per item).
+Training shards with DistributedSampler (reshuffled per epoch by set_epoch); validation and test
+use ShardSampler, which splits the videos between ranks without padding, so every video is
+scored exactly once.
+"""
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from ops.dataset import VideoDataset, VideoList, collate_skip, make_reader
+from ops.sampling import ClipSampler, DenseSampler, TSNSampler
+from ops.transforms import build_transform
+
+
+class ShardSampler(Sampler):
+    """Rank r of W takes videos r, r + W, r + 2W, ...: no padding and no duplicates."""
+
+    def __init__(self, length, rank=0, world_size=1):
+        self.length, self.rank, self.world_size = length, rank, world_size
+
+    def __iter__(self):
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self):
+        return len(range(self.rank, self.length, self.world_size))
+
+
+def default_sampler(cfg, spec, mode, num_clips=1, twice_sample=False):
+    """TSN sparse sampling (or I3D-style dense with --dense_sample) for 2D models, consecutive
+    clips for 3D clip models."""
+    if spec.layout == "clip":
+        return ClipSampler(cfg["clip_len"], cfg.get("frame_stride", 1), mode=mode, num_clips=num_clips)
+    if cfg.get("dense_sample"):
+        return DenseSampler(cfg["num_segments"], cfg.get("new_length", 1), mode=mode, num_clips=num_clips)
+    return TSNSampler(cfg["num_segments"], cfg.get("new_length", 1), mode=mode, num_clips=num_clips,
+                      twice_sample=twice_sample)
+
+
+def default_transform(cfg, spec, dataset_cfg, mode, test_crops=1, full_res=False):
+    flip = "never" if cfg.get("no_flip") else dataset_cfg.flip
+    return build_transform(mode, spec.crop_size, spec.scale_size, flip=flip, flip_map=dataset_cfg.flip_map,
+                           test_crops=test_crops, full_res=full_res, multiscale=spec.layout == "frames")
+
+
+def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, test_crops=1, twice_sample=False,
+                  full_res=False):
+    """The VideoDataset of `mode` (train / val / test) for `model`; list_file defaults to the
+    dataset's list of that mode."""
+    list_file = list_file or getattr(dataset_cfg, f"{mode}_list")
+    video_list = VideoList(list_file, dataset_cfg.root, dataset_cfg.list_order, dataset_cfg.num_class)
+    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", "decord"))
+    spec = model.input_spec
+    sampler = model.make_sampler(mode) if hasattr(model, "make_sampler") else \
+        default_sampler(cfg, spec, mode, num_clips, twice_sample)
+    transform = model.make_transform(mode) if hasattr(model, "make_transform") else \
+        default_transform(cfg, spec, dataset_cfg, mode, test_crops, full_res)
+    return VideoDataset(video_list, reader, sampler, transform, seed=cfg.get("seed", 0),
+                        on_bad_sample=cfg.get("on_bad_sample", "error"))
+
+
+def seed_worker(worker_id):
+    """Seed the global numpy/random generators of a worker from torch's per-worker seed (items
+    draw from their own (seed, epoch, index) generator; this covers anything else)."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=0, pin_memory=False):
+    """Training: DistributedSampler (shuffled, reseeded by set_epoch, incomplete last batch
+    dropped); val/test: ShardSampler, every video once, nothing dropped. Workers are not
+    persistent, so they see the dataset's set_epoch."""
+    if mode == "train":
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        if len(sampler) < batch_size:
+            raise ValueError(f"the training list has {len(dataset)} videos, {len(sampler)} per process: fewer "
+                             f"than one batch of {batch_size}; lower --batch-size")
+    else:
+        sampler = ShardSampler(len(dataset), rank, world_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_skip, pin_memory=pin_memory, drop_last=mode == "train",
+                      worker_init_fn=seed_worker, persistent_workers=False)

@@ -1,0 +1,177 @@
+"""Model construction: the TSN wrapper around a 2D backbone, the model output contract, and the
+single entry `build_model(cfg)`.
+
+TSN (Wang et al. 2016): every sampled frame goes through the same 2D backbone; the per-frame
+features are combined by a segment-consensus block (`avg`, or a spatio-temporal block from
+CONSENSUS). Subclasses change what happens to the feature maps between the backbone and pooling
+by overriding one hook, `process_maps` (STTNet puts its aggregator there).
+"""
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ops.registry import BACKBONES, CONSENSUS, MODELS
+
+
+@dataclass
+class InputSpec:
+    """What a model expects from the data pipeline (read by DeviceNormalize and the transforms).
+
+    layout: `frames` -> [B, T, 3, H, W] (2D models), `clip` -> [B, 3, T, H, W] (3D models).
+    Pixel values are scaled to [0, value_scale], channels put in BGR order if `bgr`, then
+    normalised with mean/std (in the same units as value_scale).
+    """
+    layout: str = "frames"
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    bgr: bool = False
+    value_scale: float = 1.0
+    crop_size: int = 224
+    scale_size: int = 256
+
+
+def default_scale_size(crop_size):
+    """TSN's habit: resize the short side to 256 for a 224 crop, and in that ratio otherwise."""
+    return crop_size * 256 // 224
+
+
+def as_output(out):
+    """A model's return value as the dict {logits (tensor or None), losses {}, metrics {}}."""
+    if torch.is_tensor(out):
+        return {"logits": out, "losses": {}, "metrics": {}}
+    if not isinstance(out, dict) or set(out) - {"logits", "losses", "metrics"}:
+        keys = sorted(out) if isinstance(out, dict) else type(out).__name__
+        raise TypeError(f"a model must return a logits tensor or a dict with logits/losses/metrics, got {keys}")
+    return {"logits": out.get("logits"), "losses": dict(out.get("losses") or {}),
+            "metrics": dict(out.get("metrics") or {})}
+
+
+class TSN(nn.Module):
+    """Temporal Segment Network: [B, K*L, 3, H, W] -> logits [B, C] (or a dict, see `process_maps`).
+
+    The L frames of a segment are averaged after the backbone, so a block always sees K segments.
+    With `partial_bn` every BatchNorm of the backbone but the first is frozen: running statistics
+    (kept in eval mode by `train()`) and affine parameters (requires_grad False), as in TSN, which
+    fine-tunes from ImageNet on small video datasets.
+    """
+
+    def __init__(self, backbone, num_class, num_segments, consensus="avg", new_length=1, dropout=0.5,
+                 img_feature_dim=256, partial_bn=True, crop_size=224, scale_size=None, consensus_opts=None):
+        super().__init__()
+        self.num_class, self.num_segments, self.new_length = num_class, num_segments, new_length
+        self.base_model = backbone
+        self.feature_dim = backbone.feature_dim
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.consensus = CONSENSUS.create(consensus, num_segments=num_segments, in_dim=self.feature_dim,
+                                          num_class=num_class, img_feature_dim=img_feature_dim,
+                                          **(consensus_opts or {}))
+        self.partial_bn = partial_bn
+        for bn in self.frozen_bns():
+            bn.requires_grad_(False)
+        spec = backbone.input_spec
+        spec = {k: getattr(spec, k) for k in ("mean", "std", "bgr", "value_scale")} \
+            if isinstance(spec, InputSpec) else dict(spec)
+        self.input_spec = InputSpec(layout="frames", crop_size=crop_size,
+                                    scale_size=scale_size or default_scale_size(crop_size), **spec)
+
+    def frozen_bns(self):
+        """The BatchNorm layers partial BN freezes: all of the backbone's but the first."""
+        if not self.partial_bn:
+            return []
+        return [m for m in self.base_model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][1:]
+
+    def train(self, mode=True):
+        super().train(mode)
+        for bn in self.frozen_bns():
+            bn.eval()
+        return self
+
+    def extract_maps(self, x):
+        """[B, K*L, 3, H, W] -> backbone maps [B, K, C, h, w] (the L frames of a segment averaged)."""
+        if x.dim() != 5 or x.shape[1] != self.num_segments * self.new_length:
+            raise ValueError(f"{type(self).__name__} expects [B, {self.num_segments * self.new_length}, 3, H, W] "
+                             f"(K={self.num_segments} x L={self.new_length}), got {list(x.shape)}")
+        b = x.shape[0]
+        maps = self.base_model(x.flatten(0, 1))
+        maps = maps.view(b, self.num_segments, self.new_length, *maps.shape[1:])
+        return maps[:, :, 0] if self.new_length == 1 else maps.mean(dim=2)
+
+    def process_maps(self, maps):
+        """Hook between the backbone and pooling, for subclasses.
+
+        Takes maps [B, K, C, h, w] and returns (maps of the same layout, extras), where extras is a
+        dict with optional `losses` / `metrics` ({name: scalar}); when non-empty, forward returns
+        {"logits", **extras}. Randomness here must be off in eval() (evaluation is deterministic).
+        """
+        return maps, {}
+
+    def forward(self, x):
+        maps, extras = self.process_maps(self.extract_maps(x))
+        if getattr(self.consensus, "needs_maps", False):
+            logits = self.consensus(maps)
+        else:
+            logits = self.consensus(self.dropout(maps.mean(dim=(-2, -1))))
+        return {"logits": logits, **extras} if extras else logits
+
+
+def block_options(name, cfg):
+    """Extra keyword arguments of a consensus block, taken from the cfg entries of the same name
+    (a block's flags in opts.py carry its argument names)."""
+    fixed = {"num_segments", "in_dim", "num_class", "img_feature_dim"}
+    params = inspect.signature(CONSENSUS.get(name)).parameters
+    return {k: cfg[k] for k in params if k not in fixed and k in cfg}
+
+
+def build_backbone(cfg):
+    weights = cfg.get("pretrained_weights") if cfg.get("pretrain") == "imagenet" else None
+    if weights is None:
+        print(f"=> {cfg['arch']}: no pretrained weights (training from scratch); "
+              "use --pretrain imagenet --pretrained_weights PATH to start from ImageNet")
+    return BACKBONES.create(cfg["arch"], pretrained_weights=weights)
+
+
+def tsn_kwargs(cfg):
+    """TSN's constructor arguments from the run configuration (shared with subclasses' builders)."""
+    crop_size = cfg.get("crop_size") or 224
+    return dict(num_class=cfg["num_class"], num_segments=cfg["num_segments"],
+                consensus=cfg.get("consensus_type", "avg"), new_length=cfg.get("new_length", 1),
+                dropout=cfg.get("dropout", 0.5), img_feature_dim=cfg.get("img_feature_dim", 256),
+                partial_bn=not cfg.get("no_partialbn", False), crop_size=crop_size,
+                scale_size=cfg.get("scale_size"),
+                consensus_opts=block_options(cfg.get("consensus_type", "avg"), cfg))
+
+
+@MODELS.register("tsn")
+def tsn(cfg):
+    return TSN(build_backbone(cfg), **tsn_kwargs(cfg))
+
+
+def build_model(cfg):
+    """The model for a run configuration (a dict): `ssl` (pre-training) if set, else `arch` when it
+    names a whole model (3D clip models), else `model` (tsn, sttnet) around the 2D backbone `arch`."""
+    if cfg.get("ssl"):
+        name = cfg["ssl"]
+    elif cfg.get("arch") in MODELS:
+        name = cfg["arch"]
+    else:
+        name = cfg.get("model") or "tsn"
+    return MODELS.create(name, cfg)
+
+
+# --- registered models and blocks: one import per module (add one line for a new file) ---
+import archs  # noqa: E402,F401  (2D backbones)
+from archs import c3d  # noqa: E402,F401
+from archs import i3d  # noqa: E402,F401
+from archs import r2plus1d  # noqa: E402,F401
+from archs import r3d  # noqa: E402,F401
+from archs import stts  # noqa: E402,F401
+from ops import consensus  # noqa: E402,F401
+from ops import fcn  # noqa: E402,F401
+from ops import mlp  # noqa: E402,F401
+from ops import rnn  # noqa: E402,F401
+from ops import sttnet  # noqa: E402,F401
+from ops import trn  # noqa: E402,F401
+from selfsupervision import cpc_trans  # noqa: E402,F401
+from selfsupervision import vtdl  # noqa: E402,F401

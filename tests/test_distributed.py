@@ -1,0 +1,47 @@
+"""Two CPU processes (gloo) launched the two ways users launch: torchrun and the old
+torch.distributed.launch. Training runs, and validation counts every video exactly once although
+the 13 videos do not split evenly between the ranks."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.test_main import base_args, make_colour_dataset, run_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    return root, make_colour_dataset(str(root), per_class=(4, 3), extra_val=1)
+
+
+LAUNCHERS = {
+    "torchrun": lambda port: ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)],
+    "launch": lambda port: ["-m", "torch.distributed.launch", "--nproc_per_node=2", f"--master_port={port}"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_process_training_counts_every_val_video_once(data, tmp_path, launcher):
+    root, lists = data
+    cmd = [sys.executable, *LAUNCHERS[launcher](free_port()), "main.py",
+           *base_args(root, lists, tmp_path, 1, "--lr", "0.01", "-b", "2", "-j", "0")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (run_dir(tmp_path, "log", 1) / "log.txt").read_text()
+    assert "on 2 process(es)" in log
+    assert "validation on 13 videos" in log
+    state = torch.load(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth", weights_only=True)
+    assert state["config"]["world_size"] == 2 and not any(k.startswith("module.") for k in state["model"])

@@ -1,0 +1,131 @@
+"""main.py end to end on tiny data made here: learning, exact resume, evaluation, one-line errors."""
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from tests.videogen import write_frame_folder
+
+COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])
+
+
+def make_colour_dataset(root, per_class=(8, 3), frames=6, size=(36, 44), extra_val=0, seed=0):
+    """Frame folders whose class is the (noisy) colour of the frames: learnable in a few steps, so
+    the tests exercise the engine rather than the model. Returns (train list, val list)."""
+    rng = np.random.default_rng(seed)
+    lists = []
+    for split, n in zip(("train", "val"), per_class):
+        lines = []
+        for label, colour in enumerate(COLOURS):
+            for i in range(n):
+                name = f"{split}_{label}_{i}"
+                noise = rng.integers(-60, 60, size=(frames, *size, 3))
+                write_frame_folder(os.path.join(root, name), np.clip(colour + noise, 0, 255).astype(np.uint8))
+                lines.append(f"{name} {frames} {label}\n")
+        if split == "val":
+            lines += lines[:extra_val]
+        path = os.path.join(root, f"{split}.txt")
+        with open(path, "w") as f:
+            f.writelines(lines)
+        lists.append(path)
+    return lists
+
+
+def base_args(root, lists, out, epochs, *extra):
+    return ["custom", "RGB", "--root_path", str(root), "--train_list", lists[0], "--val_list", lists[1],
+            "--num_class", "4", "--arch", "resnet18", "--num_segments", "2", "--crop_size", "32",
+            "--scale_size", "32", "-b", "4", "--epochs", str(epochs), "--lr_steps", "10",
+            "--root_log", str(out / "log"), "--root_model", str(out / "ckpt"), "--no_progress", *extra]
+
+
+def run_dir(out, kind, epochs, suffix=None):
+    name = f"STTNet_custom_RGB_resnet18_avg_segment2_e{epochs}" + (f"_{suffix}" if suffix else "")
+    return out / kind / name
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    return root, make_colour_dataset(str(root))
+
+
+def test_training_loss_falls_and_beats_chance(data, tmp_path):
+    root, lists = data
+    best = main.main(base_args(root, lists, tmp_path, 3, "--optimizer", "adam", "--lr", "3e-4",
+                               "--dropout", "0", "-j", "0"))
+    log = (run_dir(tmp_path, "log", 3) / "log.txt").read_text()
+    train_acc = [float(x) for x in re.findall(r"train: loss [\d.]+ top1 ([\d.]+)", log)]
+    val_loss = [float(x) for x in re.findall(r"videos: loss ([\d.]+)", log)]
+    assert len(train_acc) == len(val_loss) == 3
+    assert val_loss[-1] < val_loss[0] and train_acc[-1] > train_acc[0]
+    assert best > 50  # chance is 25% on 4 classes
+    assert "validation on 12 videos" in log
+    folder = run_dir(tmp_path, "log", 3)
+    assert (folder / "args.json").is_file() and any(f.startswith("events") for f in os.listdir(folder))
+    ckpts = run_dir(tmp_path, "ckpt", 3)
+    assert (ckpts / "ckpt.pth").is_file() and (ckpts / "ckpt.best.pth").is_file()
+    state = torch.load(ckpts / "ckpt.pth", weights_only=True)
+    assert state["epoch"] == 3 and state["config"]["num_class"] == 4 and state["config"]["arch"] == "resnet18"
+
+
+def subset(path, out, per_class):
+    """The first `per_class` lines of every class of a list, as a new list file."""
+    seen, keep = {}, []
+    for line in open(path):
+        label = line.split()[-1]
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= per_class:
+            keep.append(line)
+    out.write_text("".join(keep))
+    return str(out)
+
+
+def test_one_epoch_resume_one_epoch_equals_two_epochs(data, tmp_path):
+    root, lists = data
+    lists = [subset(lists[0], tmp_path / "train.txt", 3), subset(lists[1], tmp_path / "val.txt", 1)]
+    sgd = ["--lr", "0.01", "--dropout", "0.5", "-j", "1"]
+    main.main(base_args(root, lists, tmp_path, 2, *sgd, "--suffix", "straight"))
+    main.main(base_args(root, lists, tmp_path, 1, *sgd, "--suffix", "first"))
+    first = run_dir(tmp_path, "ckpt", 1, "first") / "ckpt.pth"
+    main.main(base_args(root, lists, tmp_path, 2, *sgd, "--suffix", "resumed", "--resume", str(first)))
+    straight = torch.load(run_dir(tmp_path, "ckpt", 2, "straight") / "ckpt.pth", weights_only=True)
+    resumed = torch.load(run_dir(tmp_path, "ckpt", 2, "resumed") / "ckpt.pth", weights_only=True)
+    assert resumed["epoch"] == 2 and straight["model"].keys() == resumed["model"].keys()
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    for pid, s in straight["optimizer"]["state"].items():
+        assert torch.equal(s["momentum_buffer"], resumed["optimizer"]["state"][pid]["momentum_buffer"])
+    assert torch.equal(straight["rng"]["torch"], resumed["rng"]["torch"])
+
+    main.main(base_args(root, lists, tmp_path, 2, *sgd, "--suffix", "resumed", "--auto_resume"))
+    log = (run_dir(tmp_path, "log", 2, "resumed") / "log.txt").read_text()
+    assert f"resumed from {run_dir(tmp_path, 'ckpt', 2, 'resumed') / 'ckpt.pth'} after epoch 2" in log
+
+    stats = main.main(base_args(root, lists, tmp_path, 2, "--evaluate", "-j", "0", "--suffix", "eval",
+                                "--resume", str(run_dir(tmp_path, "ckpt", 2, "resumed") / "ckpt.pth")))
+    assert stats["num_videos"] == 4 and 0 <= stats["top1"] <= 100
+    assert (run_dir(tmp_path, "log", 2, "eval") / "confusion_val.png").is_file()
+
+
+def one_line_error(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    return err
+
+
+def test_errors_are_one_line(data, tmp_path, capsys):
+    root, lists = data
+    assert "unrecognized arguments: --bogus" in one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--bogus"))
+    missing = str(tmp_path / "nope.txt")
+    err = one_line_error(capsys, base_args(root, [missing, lists[1]], tmp_path, 1))
+    assert "train list file not found" in err and missing in err
+    assert "--lr must be > 0" in one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--lr", "0"))
+    bad = tmp_path / "bad.txt"
+    bad.write_text(open(lists[0]).readline() + "train_0_1 six 0\n")
+    err = one_line_error(capsys, base_args(root, [str(bad), lists[1]], tmp_path, 1, "-j", "0"))
+    assert f"{bad}:2: malformed line" in err

@@ -1,0 +1,110 @@
+"""How much does the framework cost on top of the network? Clips/s of a full training step beside
+a bare hand-written loop on the same batch.
+
+full: uint8 frames already on the device -> DeviceNormalize -> TSN (backbone, consensus) ->
+      as_output -> loss -> backward -> optimizer step with the parameter groups, driven by
+      ops.engine.train_one_epoch itself (schedule, meters, logging bookkeeping included).
+bare: a float batch already normalised -> torchvision ResNet (same depth, its own pooling and fc)
+      -> mean over segments -> cross-entropy -> backward -> SGD step on one param group.
+The two are timed in alternating rounds (median per iteration), so load changes on a shared
+machine hit both alike. Overhead = full / bare - 1 (target <= 5%).
+
+    python tools/benchmark_train.py --arch resnet18 --num_segments 4 --crop_size 112 --batch_size 8
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ops.engine import LRSchedule, train_one_epoch  # noqa: E402
+from ops.models import build_model  # noqa: E402
+from ops.policies import build_param_groups  # noqa: E402
+from ops.transforms import DeviceNormalize  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    p.add_argument("--num_segments", type=int, default=4)
+    p.add_argument("--crop_size", type=int, default=112)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--num_class", type=int, default=101)
+    p.add_argument("--iters", type=int, default=10, help="timed iterations per round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of bare and full")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="fp16 + GradScaler on CUDA, bf16 on CPU (both loops)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    b, k, s, c = args.batch_size, args.num_segments, args.crop_size, args.num_class
+    amp_dtype = None if not args.amp else (torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+    cfg = dict(arch=args.arch, num_class=c, num_segments=k, crop_size=s, dropout=0.5, no_partialbn=True)
+    model = build_model(cfg).to(device)
+    normalize = DeviceNormalize.from_spec(model.input_spec).to(device)
+    optimizer = torch.optim.SGD(build_param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)
+    schedule = LRSchedule(optimizer, 0.01, "step", 1, args.iters)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    frames = torch.randint(0, 256, (b, 1, k, s, s, 3), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, c, (b,), device=device)
+    batches = [(frames, labels, torch.arange(b), [])] * args.iters
+
+    bare = getattr(torchvision.models, args.arch)(num_classes=c).to(device)
+    bare_opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(b * k, 3, s, s, device=device)
+
+    def run_full():
+        train_one_epoch(model, batches, optimizer, schedule, scaler, normalize, device, 0, c, amp=args.amp,
+                        progress=False, print_freq=0)
+
+    def run_bare():
+        bare.train()
+        for _ in range(args.iters):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = F.cross_entropy(bare(x).view(b, k, c).mean(1).float(), labels)
+            bare_opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(bare_opt)
+            scaler.update()
+
+    def timed(fn):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        return (time.perf_counter() - start) / args.iters
+
+    run_bare(), run_full()  # warm-up
+    times = {"bare": [], "full": []}
+    for _ in range(args.rounds):
+        times["bare"].append(timed(run_bare))
+        times["full"].append(timed(run_full))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{args.arch}, K={k}, {s}x{s}, batch {b}, {'amp' if args.amp else 'fp32'}, {name}")
+    print("| loop | ms / iteration | clips / s |")
+    print("| --- | ---: | ---: |")
+    for key in ("bare", "full"):
+        print(f"| {key} | {med[key] * 1000:.1f} | {b / med[key]:.1f} |")
+    ratios = sorted(f / b_ - 1 for f, b_ in zip(times["full"], times["bare"]))
+    print(f"overhead of the full step: {100 * (med['full'] / med['bare'] - 1):+.1f}% (median; per round "
+          f"{100 * ratios[0]:+.1f}% to {100 * ratios[-1]:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
