@@ -24,7 +24,7 @@ from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
 from ops.models import build_model
-from ops.policies import build_param_groups, describe_groups
+from ops.policies import build_param_groups, describe_groups, freeze_for_linear_probe
 from ops.registry import MODELS
 from ops.transforms import DeviceNormalize
 
@@ -110,6 +110,9 @@ def main(argv=None):
 
     seed_everything(args.seed)
     model = build_model(config)
+    # Same initial weights on every rank, then per-rank streams for dropout and model-side
+    # augmentation (RBRF/RBRC draws) so the ranks do not repeat each other's random choices.
+    torch.manual_seed(args.seed + dist.rank)
     spec = model.input_spec
     keep_views = bool(args.ssl)
     try:  # a malformed list line or a too-small list: one line naming the file and line
@@ -148,7 +151,12 @@ def main(argv=None):
         start_epoch, best_metric = state["epoch"], state["best_metric"]
         log.text(f"=> resumed from {resume_path} after epoch {start_epoch} (best {best_metric})")
     elif args.tune_from:
-        ckpt.load_for_finetune(model, args.tune_from)
+        report = ckpt.load_for_finetune(model, args.tune_from)
+        if args.train_what == "last" and not hasattr(model, "train_what"):
+            # Linear probe of a plain model: only what the checkpoint did not provide (the new
+            # classifier) learns. Models with their own train_what (cpc_trans_ft) handle it.
+            trainable = freeze_for_linear_probe(model, report["missing"])
+            log.text(f"=> linear probe: training only {', '.join(trainable)}")
 
     bare = model
     if dist.distributed:

@@ -42,7 +42,7 @@ def add_data_args(parser):
 def add_model_args(parser):
     g = parser.add_argument_group("model")
     g.add_argument("--model", default="tsn",
-                   help="model family from the registry: tsn, sttnet (2D backbone + --arch); "
+                   help="model family from the registry: tsn, sttnet, cpc_trans_ft (2D backbone + --arch); "
                         "clip models are chosen by --arch (c3d, r2plus1d, stts, stts_a, r3d18, i3d)")
     g.add_argument("--arch", default="resnet50", help="2D backbone (resnet18/34/50/101, BNInception, "
                    "squeezenet1_1, mobilenet_v2) or 3D clip model")
@@ -102,8 +102,9 @@ def add_ssl_args(parser):
                    help="cpc_trans_ft test: windows of N steps spread evenly over the whole video "
                         "(test_models.py --softmax averages their softmax)")
     g.add_argument("--train_what", default="ft", choices=["ft", "last"],
-                   help="cpc_trans_ft: 'ft' trains everything (encoder at lr/10), 'last' freezes all but "
-                        "BN1d + Linear (linear probe)")
+                   help="'last' = linear probe: cpc_trans_ft trains only BN1d + Linear; other models with "
+                        "--tune_from train only what the checkpoint did not provide (the new classifier). "
+                        "'ft' trains everything (cpc_trans_ft: encoder at lr/10)")
     g.add_argument("--moco_dim", type=int, default=128, help="VTDL: embedding size")
     g.add_argument("--moco_k", type=int, default=None,
                    help="VTDL: queue length (default: ucf101 5000, hmdb51 3569, kinetics 12500, else 5000)")
@@ -173,6 +174,21 @@ def build_train_parser():
     return parser
 
 
+def check_registered(args, parser):
+    """Model, backbone and block names must be registry entries (a typo is a one-line error, not a
+    traceback from deep inside model construction)."""
+    from ops.models import MODELS  # importing ops.models registers every entry
+    from ops.registry import BACKBONES, CONSENSUS
+    if args.arch not in MODELS and args.arch not in BACKBONES:
+        parser.error(f"--arch {args.arch!r} is neither a 2D backbone ({', '.join(BACKBONES.names())}) "
+                     f"nor a whole model ({', '.join(n for n in MODELS.names() if n not in ('tsn', 'sttnet'))})")
+    if args.model not in MODELS:
+        parser.error(f"--model {args.model!r} is not registered; known: {', '.join(MODELS.names())}")
+    if args.consensus_type not in CONSENSUS:
+        parser.error(f"--consensus_type {args.consensus_type!r} is not registered; known: "
+                     f"{', '.join(CONSENSUS.names())} (names are case-sensitive)")
+
+
 def check_args(args, parser):
     """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
     positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq"]
@@ -185,6 +201,10 @@ def check_args(args, parser):
         parser.error(f"--lr must be > 0 (got {args.lr})")
     if args.workers < 0:
         parser.error("-j/--workers must be >= 0")
+    if args.train_what == "last" and not args.tune_from and args.model != "cpc_trans_ft" \
+            and args.arch != "cpc_trans_ft" and not args.resume:
+        parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
+    check_registered(args, parser)
     if args.resume and args.tune_from:
         parser.error("--resume continues a run and --tune_from starts a new one: give one of them")
     if args.pretrain == "imagenet" and not args.pretrained_weights:

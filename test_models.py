@@ -43,8 +43,9 @@ def build_parser():
     p.add_argument("--test_segments", type=int, default=None,
                    help="segments per clip (2D models) or frames per clip (3D models); default: as trained")
     p.add_argument("--num_clips", type=int, default=1, help="clips per video, spread evenly over it")
-    p.add_argument("--test_crops", type=int, default=1, choices=[1, 3, 10],
-                   help="1 centre crop, 3 crops along the long side, 10 crops (corners + centre, flipped)")
+    p.add_argument("--test_crops", type=int, default=1, choices=[1, 3, 5, 10],
+                   help="1 centre crop, 3 crops along the long side, 5 (corners + centre), 10 (the 5 and their "
+                        "flips; refused where flips change the class)")
     p.add_argument("--full_res", action="store_true",
                    help="crop at the scaled short side (full-resolution protocol) instead of crop_size")
     p.add_argument("--twice_sample", action="store_true", help="TSM's protocol: segment centres + starts")

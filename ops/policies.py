@@ -87,3 +87,23 @@ def describe_groups(groups):
     """One line per group: name, parameter count, multipliers (printed at start, like TSM)."""
     return "\n".join(f"  {g['name']:<18} {sum(p.numel() for p in g['params']):>11,} params  "
                      f"lr x{g['lr_mult']:g}  wd x{g['decay_mult']:g}" for g in groups)
+
+
+def freeze_for_linear_probe(model, trainable):
+    """Linear evaluation of a fine-tuned clip model: every parameter not named in `trainable` (the
+    ones `--tune_from` did not provide, i.e. the new classifier) stops learning, and the frozen
+    normalisation layers keep their pre-trained statistics (they stay in eval mode in training).
+    Returns the names left trainable."""
+    trainable = set(trainable)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in own):
+            module.train = _stay_in_eval.__get__(module)
+            module.eval()
+    return sorted(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def _stay_in_eval(module, mode=True):
+    return nn.Module.train(module, False)

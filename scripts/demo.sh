@@ -18,7 +18,7 @@ echo "== 1/3 synthetic benchmark -> data/synthetic"
 
 RUN=STTNet_synthetic_RGB_resnet18_avg_segment${SEGMENTS}_e${EPOCHS}_demo
 echo "== 2/3 training $RUN on the CPU"
-"$PYTHON" main.py synthetic RGB --arch resnet18 --num_segments "$SEGMENTS" --crop_size "$CROP" \
+"$PYTHON" main.py synthetic RGB --root_path data/synthetic --arch resnet18 --num_segments "$SEGMENTS" --crop_size "$CROP" \
   --scale_size $((CROP * 9 / 8)) --npb --optimizer adam --lr 1e-3 --wd 1e-4 --lr_type cos \
   --epochs "$EPOCHS" --batch-size 8 --dropout 0.3 -j "$WORKERS" --suffix demo \
   --root_log log --root_model checkpoint

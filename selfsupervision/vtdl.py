@@ -256,26 +256,6 @@ def strip_unused(encoder, example):
     return feats.shape[1], removed
 
 
-def freeze_for_linear_probe(model, trainable):
-    """Linear evaluation of a fine-tuned clip model: every parameter not named in `trainable` (the
-    ones `--tune_from` did not provide, i.e. the new classifier) stops learning, and the frozen
-    normalisation layers keep their pre-trained statistics (they stay in eval mode in training).
-    Returns the names left trainable."""
-    trainable = set(trainable)
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
-    for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in own):
-            module.train = _stay_in_eval.__get__(module)
-            module.eval()
-    return sorted(n for n, p in model.named_parameters() if p.requires_grad)
-
-
-def _stay_in_eval(module, mode=True):
-    return nn.Module.train(module, False)
-
-
 QUEUE_SIZES = {"ucf101": 5000, "hmdb51": 3569, "kinetics": 12500}
 
 

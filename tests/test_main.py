@@ -129,3 +129,8 @@ def test_errors_are_one_line(data, tmp_path, capsys):
     bad.write_text(open(lists[0]).readline() + "train_0_1 six 0\n")
     err = one_line_error(capsys, base_args(root, [str(bad), lists[1]], tmp_path, 1, "-j", "0"))
     assert f"{bad}:2: malformed line" in err
+    err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--consensus_type", "trn"))
+    assert "--consensus_type 'trn' is not registered" in err and "TRN" in err
+    assert "--arch 'resnet5'" in one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--arch", "resnet5"))
+    err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--train_what", "last"))
+    assert "--train_what last (linear probe) needs --tune_from" in err

@@ -12,7 +12,8 @@ import torch.nn as nn
 
 from ops.checkpoint import load_for_finetune, make_checkpoint, save_checkpoint
 from ops.models import build_model
-from selfsupervision.vtdl import (VTDL, TemporalPairSampler, concat_all_gather, freeze_for_linear_probe,
+from ops.policies import freeze_for_linear_probe
+from selfsupervision.vtdl import (VTDL, TemporalPairSampler, concat_all_gather,
                                   temporal_consistent_augmentation)
 
 

@@ -1,6 +1,6 @@
 """Classify one video (a video file or a frame folder) with a trained checkpoint.
 
-    python tools/inference.py data/synthetic/videos/v0001.mp4 checkpoint/<run>/ckpt.best.pth
+    python tools/inference.py data/synthetic/videos/test_growing_0007.mp4 checkpoint/<run>/ckpt.best.pth
     python tools/inference.py my_video.mp4 ckpt.pth --out my_video_pred.mp4   # or .gif
 
 Prints "<video> is <class> (<prob>)" and the top-5 classes. The model is rebuilt from the

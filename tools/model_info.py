@@ -1,7 +1,7 @@
 """Parameters and FLOPs of any registered model at a given input (and, optionally, its speed).
 
     python tools/model_info.py --arch stts --clip_len 32 --num_class 101
-    python tools/model_info.py --model tsn --arch resnet50 --consensus_type trn --num_segments 8
+    python tools/model_info.py --model tsn --arch resnet50 --consensus_type TRN --num_segments 8
     python tools/model_info.py --arch i3d --clip_len 64 --speed --device cuda
     python tools/model_info.py --all            # markdown table of every registered model
 
