@@ -113,6 +113,9 @@ def main(argv=None):
     # Same initial weights on every rank, then per-rank streams for dropout and model-side
     # augmentation (RBRF/RBRC draws) so the ranks do not repeat each other's random choices.
     torch.manual_seed(args.seed + dist.rank)
+    if args.pretrain == "none" and not (args.resume or args.auto_resume or args.tune_from):
+        log.text("=> no pretrained weights: training from scratch (--pretrain imagenet --pretrained_weights PATH "
+                 "starts a 2D backbone from a local ImageNet file)")
     spec = model.input_spec
     keep_views = bool(args.ssl)
     try:  # a malformed list line or a too-small list: one line naming the file and line

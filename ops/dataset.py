@@ -57,6 +57,15 @@ def parse_list_line(text, list_order="path_frames_label"):
     return fields[0], num_frames, label
 
 
+def list_lines(list_file):
+    """(line number from 1, text) of every non-blank line of a list file: the lines a list holds and
+    the numbers that messages name (VideoList and tools/check_dataset.py read lists through it)."""
+    with open(list_file, encoding="utf-8") as f:
+        for lineno, text in enumerate(f, 1):
+            if text.strip():
+                yield lineno, text
+
+
 class VideoList:
     """A parsed list file: paths in one bytes buffer plus offsets, numbers in int64 arrays.
 
@@ -71,22 +80,19 @@ class VideoList:
             raise ValueError(f"list_order must be one of {LIST_ORDERS}, got '{list_order}'")
         self.list_file, self.root, self.list_order = list_file, root, list_order
         paths, num_frames, labels, lines = [], [], [], []
-        with open(list_file, encoding="utf-8") as f:
-            for lineno, text in enumerate(f, 1):
-                if not text.strip():
-                    continue
-                try:
-                    path, n, label = parse_list_line(text, list_order)
-                    if num_class is not None and not 0 <= label < num_class:
-                        raise ValueError(f"label {label} outside [0, {num_class})")
-                    if check_paths and not os.path.exists(os.path.join(root, path)):
-                        raise ValueError(f"no such folder or video: {os.path.join(root, path)}")
-                except ValueError as e:
-                    raise ValueError(f"{list_file}:{lineno}: {e}") from None
-                paths.append(path.encode("utf-8"))
-                num_frames.append(n)
-                labels.append(label)
-                lines.append(lineno)
+        for lineno, text in list_lines(list_file):
+            try:
+                path, n, label = parse_list_line(text, list_order)
+                if num_class is not None and not 0 <= label < num_class:
+                    raise ValueError(f"label {label} outside [0, {num_class})")
+                if check_paths and not os.path.exists(os.path.join(root, path)):
+                    raise ValueError(f"no such folder or video: {os.path.join(root, path)}")
+            except ValueError as e:
+                raise ValueError(f"{list_file}:{lineno}: {e}") from None
+            paths.append(path.encode("utf-8"))
+            num_frames.append(n)
+            labels.append(label)
+            lines.append(lineno)
         if not paths:
             raise ValueError(f"{list_file}: the list has no videos")
         self._paths = np.frombuffer(b"".join(paths), dtype=np.uint8)

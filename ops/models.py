@@ -126,9 +126,6 @@ def block_options(name, cfg):
 
 def build_backbone(cfg):
     weights = cfg.get("pretrained_weights") if cfg.get("pretrain") == "imagenet" else None
-    if weights is None:
-        print(f"=> {cfg['arch']}: no pretrained weights (training from scratch); "
-              "use --pretrain imagenet --pretrained_weights PATH to start from ImageNet")
     return BACKBONES.create(cfg["arch"], pretrained_weights=weights)
 
 

@@ -64,6 +64,17 @@ def _cut(frames, windows, size=None):
     return torch.stack(views)
 
 
+def _crop_each_clip(frames, window, size, rng):
+    """One window(height, width, rng) -> (y, x, h, w) per clip, cut from all its frames, resized to size.
+
+    Takes uint8 [C, T, H, W, 3] (numpy or torch), returns uint8 [C, T, size_h, size_w, 3].
+    """
+    frames = as_frames(frames)
+    height, width = frames.shape[2:4]
+    windows = [[window(height, width, rng)] for _ in range(frames.shape[0])]
+    return _cut(frames, windows, _pair(size))
+
+
 def _check_fits(name, frames, height, width):
     if frames.shape[2] < height or frames.shape[3] < width:
         raise ValueError(f"{name} needs frames of at least {height}x{width} (HxW), got "
@@ -117,10 +128,7 @@ class GroupMultiScaleCrop:
         return y, x, h, w
 
     def __call__(self, frames, label, rng):
-        frames = as_frames(frames)
-        height, width = frames.shape[2:4]
-        windows = [[self.window(height, width, rng)] for _ in range(frames.shape[0])]
-        return _cut(frames, windows, _pair(self.size)), label
+        return _crop_each_clip(frames, self.window, self.size, rng), label
 
     def __repr__(self):
         fix = (13 if self.more_fix_crop else 5) if self.fix_crop else False
@@ -161,10 +169,7 @@ class GroupRandomResizedCrop:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, frames, label, rng):
-        frames = as_frames(frames)
-        height, width = frames.shape[2:4]
-        windows = [[self.window(height, width, rng)] for _ in range(frames.shape[0])]
-        return _cut(frames, windows, _pair(self.size)), label
+        return _crop_each_clip(frames, self.window, self.size, rng), label
 
     def __repr__(self):
         area = tuple(round(a, 4) for a in self.area)

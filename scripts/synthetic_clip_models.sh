@@ -35,18 +35,4 @@ for seed in $SEEDS; do
     done
 done
 
-"$PYTHON" - "$OUT" "$MODELS" $SEEDS <<'PY'
-import csv, json, os, sys
-import numpy as np
-out, models, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
-rows = []
-for model in models:
-    accs = [json.load(open(f"{out}/seed{s}/{model}/test/metrics.json"))["top1"] for s in seeds]
-    rows.append([model, *accs, np.mean(accs), np.std(accs)])
-with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-    csv.writer(f).writerows([["model", *[f"seed{s}" for s in seeds], "mean", "std"], *rows])
-with open(os.path.join(out, "summary.md"), "w") as f:
-    f.write("| model | test top-1 (mean ± std over seeds) |\n| --- | --- |\n")
-    f.writelines(f"| {r[0]} | {r[-2]:.1f} ± {r[-1]:.1f} |\n" for r in rows)
-print(open(os.path.join(out, "summary.md")).read())
-PY
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS

@@ -25,6 +25,13 @@ SEEDS=${SEEDS:-"0 1 2"}
 EPOCHS=${EPOCHS:-30}
 GPUS=${GPUS:-1}
 MODELS=${MODELS:-"tsn aggregator aggregator_rbrf aggregator_rbrc sttnet"}
+# The budget, overridable as a whole (docs/results.md records what each table used).
+ARCH=${ARCH:-resnet18}
+CROP=${CROP:-112}
+SCALE=${SCALE:-128}
+BATCH=${BATCH:-8}
+OPTIM=${OPTIM:-"--optimizer sgd --lr 0.01 --momentum 0.9 --wd 5e-4"}
+EXTRA=${EXTRA:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 flags_of() {
@@ -47,42 +54,13 @@ for seed in $SEEDS; do
     for name in $MODELS; do
         dir="$OUT/seed$seed/$name"
         # shellcheck disable=SC2046
-        run main.py synthetic RGB --root_path "$DATA" --arch resnet18 --num_segments 8 $(flags_of "$name") \
-            --consensus_type avg --dropout 0.5 --crop_size 112 --scale_size 128 --no_partialbn -b 8 \
-            --optimizer sgd --lr 0.01 --momentum 0.9 --wd 5e-4 --lr_type cos --gd 20 --epochs "$EPOCHS" \
+        run main.py synthetic RGB --root_path "$DATA" --arch "$ARCH" --num_segments 8 $(flags_of "$name") \
+            --consensus_type avg --dropout 0.5 --crop_size "$CROP" --scale_size "$SCALE" --no_partialbn -b "$BATCH" \
+            $OPTIM $EXTRA --lr_type cos --gd 20 --epochs "$EPOCHS" \
             --seed "$seed" -j 4 --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"
         "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 4 \
             --no_progress --save_dir "$dir/test"
     done
 done
 
-"$PYTHON" - "$OUT" "$MODELS" $SEEDS <<'PY'
-import csv, glob, json, re, sys
-import numpy as np
-
-out, names, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
-
-
-def pretext(name, seed, metric):
-    """Last epoch's training accuracy of a pretext task, from the run's log ('' if not trained)."""
-    log = open(glob.glob(f"{out}/seed{seed}/{name}/log/*/log.txt")[0]).read()
-    found = re.findall(rf"train: .*?{metric} ([\d.]+)", log)
-    return float(found[-1]) if found else None
-
-
-rows = []
-for name in names:
-    top1 = [json.load(open(f"{out}/seed{s}/{name}/test/metrics.json"))["top1"] for s in seeds]
-    extra = []
-    for metric in ("rbrf_acc", "rbrc_acc"):
-        values = [v for v in (pretext(name, s, metric) for s in seeds) if v is not None]
-        extra.append(f"{np.mean(values):.3f}" if values else "")
-    rows.append([name, *top1, np.mean(top1), np.std(top1), *extra])
-with open(f"{out}/results.csv", "w", newline="") as f:
-    csv.writer(f).writerows([["model", *[f"seed{s}" for s in seeds], "mean", "std", "train_rbrf_acc",
-                              "train_rbrc_acc"], *rows])
-with open(f"{out}/summary.md", "w") as f:
-    f.write("| model | test top-1 (mean ± std) | train RBRF acc | train RBRC acc |\n| --- | --- | --- | --- |\n")
-    f.writelines(f"| {r[0]} | {r[-4]:.1f} ± {r[-3]:.1f} | {r[-2]} | {r[-1]} |\n" for r in rows)
-print(open(f"{out}/summary.md").read())
-PY
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pretext rbrf_acc rbrc_acc

@@ -22,15 +22,6 @@ PUBLISHED = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """3D convs with two threads on the shared 2-core machine run up to 10x slower than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def numel(module):
     return sum(p.numel() for p in module.parameters())
 

@@ -19,14 +19,6 @@ from tools import inference
 NUM_FRAMES, HEIGHT, WIDTH = 40, 96, 128
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_checkpoint(path, argv, dataset="custom", root=None):
     """A checkpoint as main.py writes it: an untrained model and its full run configuration."""
     extra = ["--root_path", str(root)] if root else ["--num_class", "6", "--train_list", "unused.txt"]

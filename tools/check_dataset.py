@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ops.dataset import BadSampleError, RawFrameReader, make_reader, parse_list_line  # noqa: E402
+from ops.dataset import BadSampleError, RawFrameReader, list_lines, make_reader, parse_list_line  # noqa: E402
 from ops.dataset_configs import DATASETS, get_dataset_config  # noqa: E402
 
 CATEGORIES = {
@@ -39,19 +39,16 @@ CHUNK = 64
 def parse_list(list_file, list_order, num_class):
     """Entries (line, path, num_frames, label) and problems (line, category, message) of one list."""
     entries, problems = [], []
-    with open(list_file, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                path, num_frames, label = parse_list_line(text, list_order)
-            except ValueError as e:
-                problems.append((lineno, "malformed", f"{list_file}:{lineno}: {e}"))
-                continue
-            if not 0 <= label < num_class:
-                problems.append((lineno, "label", f"{list_file}:{lineno}: label {label} outside [0, {num_class})"))
-                continue
-            entries.append((lineno, path, num_frames, label))
+    for lineno, text in list_lines(list_file):
+        try:
+            path, num_frames, label = parse_list_line(text, list_order)
+        except ValueError as e:
+            problems.append((lineno, "malformed", f"{list_file}:{lineno}: {e}"))
+            continue
+        if not 0 <= label < num_class:
+            problems.append((lineno, "label", f"{list_file}:{lineno}: label {label} outside [0, {num_class})"))
+            continue
+        entries.append((lineno, path, num_frames, label))
     return entries, problems
 
 

@@ -1,0 +1,72 @@
+"""tools/summarize_runs.py: a names x seeds grid of fake runs -> results.csv and summary.md."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tools import summarize_runs
+
+
+def make_run(out, seed, name, top1, train_lines=()):
+    """A run as the synthetic scripts leave it: test/metrics.json and log/<run>/log.txt."""
+    run = out / f"seed{seed}" / name
+    (run / "test").mkdir(parents=True)
+    (run / "test" / "metrics.json").write_text(json.dumps({"top1": top1, "top5": 100.0}))
+    (run / "log" / "run_0").mkdir(parents=True)
+    lines = [f"epoch {e} train: loss 1.0000 top1 50.00 {extra} lr 1.000e-02" for e, extra in enumerate(train_lines, 1)]
+    (run / "log" / "run_0" / "log.txt").write_text("\n".join(lines + ["epoch 1 validation: loss 0.9 top1 55.00"]))
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_top1_per_seed_mean_and_std(tmp_path, capsys):
+    accs = {"avg": [40.0, 60.0, 50.0], "TRN": [70.0, 72.5, 90.0]}
+    for name, values in accs.items():
+        for seed, top1 in zip((0, 1, 2), values):
+            make_run(tmp_path, seed, name, top1)
+    summarize_runs.main([str(tmp_path), "--names", "TRN", "avg", "--seeds", "0", "1", "2", "--label", "block"])
+
+    header, *rows = read_csv(tmp_path / "results.csv")
+    assert header == ["block", "seed0", "seed1", "seed2", "mean", "std"]
+    assert [row[0] for row in rows] == ["TRN", "avg"]                      # the order asked for
+    for row in rows:
+        values = accs[row[0]]
+        assert [float(v) for v in row[1:4]] == values
+        assert float(row[4]) == pytest.approx(np.mean(values)) and float(row[5]) == pytest.approx(np.std(values))
+    summary = (tmp_path / "summary.md").read_text().splitlines()
+    assert summary[0] == "| block | test top-1 (mean ± std over seeds) |"
+    assert summary[1] == "| --- | --- |"
+    assert summary[3] == f"| avg | {np.mean(accs['avg']):.1f} ± {np.std(accs['avg']):.1f} |"
+    assert capsys.readouterr().out.strip() == (tmp_path / "summary.md").read_text().strip()
+
+
+def test_pretext_columns_average_the_last_epoch_of_the_seeds_that_trained_it(tmp_path):
+    make_run(tmp_path, 0, "tsn", 50.0, ["", ""])
+    make_run(tmp_path, 1, "tsn", 52.0, ["", ""])
+    make_run(tmp_path, 0, "sttnet", 60.0, ["rbrf_acc 0.2000 rbrc_acc 0.1000", "rbrf_acc 0.6000 rbrc_acc 0.3000"])
+    make_run(tmp_path, 1, "sttnet", 64.0, ["rbrf_acc 0.3000", "rbrf_acc 0.8000"])     # no RBRC in this run
+    summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1"], pretext=["rbrf_acc", "rbrc_acc"])
+
+    header, tsn, sttnet = read_csv(tmp_path / "results.csv")
+    assert header[-2:] == ["train_rbrf_acc", "train_rbrc_acc"]
+    assert tsn[-2:] == ["", ""]
+    assert sttnet[-2:] == ["0.700", "0.300"]          # last epochs (0.6, 0.8) averaged; RBRC from seed 0 only
+    summary = (tmp_path / "summary.md").read_text().splitlines()
+    assert summary[0] == "| model | test top-1 (mean ± std) | train RBRF acc | train RBRC acc |"
+    assert summary[1] == "| --- | --- | --- | --- |"
+    assert summary[2] == "| tsn | 51.0 ± 1.0 |  |  |"
+    assert summary[3] == "| sttnet | 62.0 ± 2.0 | 0.700 | 0.300 |"
+
+
+def test_a_missing_run_names_the_file(tmp_path):
+    make_run(tmp_path, 0, "c3d", 50.0)
+    with pytest.raises(FileNotFoundError, match="seed1/c3d/test/metrics.json"):
+        summarize_runs.summarize(str(tmp_path), ["c3d"], ["0", "1"])
+    make_run(tmp_path, 0, "stts", 50.0)
+    (tmp_path / "seed0" / "stts" / "log" / "run_0" / "log.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="seed0/stts/log"):
+        summarize_runs.summarize(str(tmp_path), ["stts"], ["0"], pretext=["rbrf_acc"])

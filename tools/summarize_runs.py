@@ -1,0 +1,88 @@
+"""Summarise a grid of runs (names x seeds) into <out>/results.csv and <out>/summary.md.
+
+The synthetic comparison scripts (scripts/synthetic_clip_models.sh, synthetic_stmodeling_blocks.sh,
+synthetic_sttnet_ablation.sh) train every name with every seed into <out>/seed<s>/<name>/ and test
+it into <out>/seed<s>/<name>/test/metrics.json. This reads the test top-1 of each run and writes
+
+    results.csv   <label>, seed<s> (top-1 per seed)..., mean, std[, train_<metric>...]
+    summary.md    | <label> | test top-1 (mean ± std over seeds, 1 decimal) |[ train <METRIC> ... |]
+
+then prints summary.md. --pretext adds, per name and metric, the last training epoch's value from
+the runs' logs (<out>/seed<s>/<name>/log/*/log.txt), averaged over the seeds whose log reports it
+(empty when none does: that pretext task was not trained).
+
+    python tools/summarize_runs.py runs/synthetic_clip_models --names c3d stts --seeds 0 1 2
+    python tools/summarize_runs.py runs/synthetic_sttnet_ablation --names tsn sttnet --seeds 0 \\
+        --pretext rbrf_acc rbrc_acc
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+
+import numpy as np
+
+
+def read_top1(out, name, seed):
+    """Test top-1 of one run, from its test/metrics.json."""
+    with open(f"{out}/seed{seed}/{name}/test/metrics.json") as f:
+        return json.load(f)["top1"]
+
+
+def last_train_metric(out, name, seed, metric):
+    """`metric` of the run's last training epoch (its log's last `train:` line that has it), or None."""
+    pattern = f"{out}/seed{seed}/{name}/log/*/log.txt"
+    logs = glob.glob(pattern)
+    if not logs:
+        raise FileNotFoundError(f"no training log {pattern}")
+    with open(logs[0]) as f:
+        found = re.findall(rf"train: .*?{re.escape(metric)} ([\d.]+)", f.read())
+    return float(found[-1]) if found else None
+
+
+def pretext_title(metric):
+    """'rbrf_acc' -> 'train RBRF acc'."""
+    task, _, stat = metric.partition("_")
+    return f"train {task.upper()} {stat}".strip()
+
+
+def summarize(out, names, seeds, label="model", pretext=()):
+    """Write results.csv and summary.md into `out`; returns the text of summary.md."""
+    rows, cells = [], []
+    for name in names:
+        top1 = [read_top1(out, name, s) for s in seeds]
+        extra = []
+        for metric in pretext:
+            values = [v for v in (last_train_metric(out, name, s, metric) for s in seeds) if v is not None]
+            extra.append(f"{np.mean(values):.3f}" if values else "")
+        mean, std = np.mean(top1), np.std(top1)
+        rows.append([name, *top1, mean, std, *extra])
+        cells.append([name, f"{mean:.1f} ± {std:.1f}", *extra])
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([[label, *[f"seed{s}" for s in seeds], "mean", "std",
+                                  *[f"train_{m}" for m in pretext]], *rows])
+    # the shorter title leaves room for the pretext columns
+    titles = [label, "test top-1 (mean ± std)" if pretext else "test top-1 (mean ± std over seeds)",
+              *[pretext_title(m) for m in pretext]]
+    text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", help="folder holding seed<s>/<name>/ of every run; the summary goes there")
+    p.add_argument("--names", nargs="+", required=True, help="run names (models, blocks), in table order")
+    p.add_argument("--seeds", nargs="+", required=True, help="seeds, in column order")
+    p.add_argument("--label", default="model", help="title of the name column")
+    p.add_argument("--pretext", nargs="+", default=[],
+                   help="training metrics to add from the logs' last epoch (e.g. rbrf_acc rbrc_acc)")
+    args = p.parse_args(argv)
+    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext))
+
+
+if __name__ == "__main__":
+    main()
