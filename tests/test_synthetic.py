@@ -88,6 +88,17 @@ def test_mean_colour_does_not_tell_appearance_classes():
     assert correct / len(feats) < 0.5
 
 
+def test_object_stands_out_in_brightness():
+    """An `appearing` video starts on the bare background and ends with the opaque object, which
+    is much brighter or darker than the background (what makes the shapes quick to learn)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    contrasts = []
+    for seed in range(20):
+        v = video(syn.CLASSES.index("appearing"), [200, seed], size=(48, 64)).astype(np.float32)
+        contrasts.append(np.abs((v[-1] - v[0]) @ luma).max())
+    assert np.median(contrasts) > 100 and min(contrasts) > 60
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="label 12"):
         video(12, 0)

@@ -64,11 +64,12 @@ SHAPES = {
     "ell": [(_ELL, 255)],
     "mirrored_ell": [(_ELL * (-1, 1), 255)],
 }
-# Shapes of the pair classes: none of them is an appearance class's shape, and the rotating
-# ones have no rotational symmetry, so the direction of rotation is visible. Each set holds its
+# Shapes of the pair classes, one set per pair: none of them is an appearance class's shape, so
+# which pair a video belongs to shows in one frame (what a frame-order-agnostic model can learn
+# quickly), while inside a pair only the order of the frames tells the classes apart. The rotating
+# shapes have no rotational symmetry, so the direction of rotation is visible. Each set holds its
 # mirror images, so a horizontally flipped video is a video of the class FLIP_MAP names.
-_PLAIN = ("disk", "square", "triangle")
-_ASYMMETRIC = ("arrow", "ell", "mirrored_ell")
+_PAIR_SHAPES = (("disk",), ("square",), ("arrow", "ell", "mirrored_ell"), ("triangle",))
 # A horizontal flip turns leftward motion rightward and clockwise turning anticlockwise.
 FLIP_MAP = {4: 5, 5: 4, 8: 9, 9: 8}
 
@@ -88,9 +89,14 @@ def video_name(split, label, index):
 
 
 def _background(rng, h, w):
-    """A smooth gradient or a low-frequency colour texture, float32 [h, w, 3]."""
+    """A calm gradient or a low-frequency colour texture, float32 [h, w, 3].
+
+    Colours vary by at most about +-40 around a random base, so the object, drawn far from the
+    base colour, always stands out (a busy, high-contrast background made the benchmark slow to learn).
+    """
+    base = rng.uniform(0, 255, 3)
     if rng.random() < 0.5:
-        c0, c1 = rng.uniform(0, 255, (2, 3))
+        c0, c1 = base, np.clip(base + rng.uniform(-80, 80, 3), 0, 255)
         a = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         t = (xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a)
@@ -98,19 +104,24 @@ def _background(rng, h, w):
         bg = c0 + (c1 - c0) * t[..., None]
     else:
         gh, gw = rng.integers(3, 9), rng.integers(3, 11)
-        grid = rng.uniform(0, 255, 3) + rng.uniform(-70, 70, (gh, gw, 3))
+        grid = base + rng.uniform(-40, 40, (gh, gw, 3))
         small = Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8))
         bg = np.asarray(small.resize((w, h), Image.BICUBIC), np.float32)
     return bg.astype(np.float32)
 
 
-def _colour(rng, avoid, min_dist=100.0):
-    """A random colour at least min_dist (RGB distance) from `avoid`, so the object is visible."""
-    for _ in range(100):
-        c = rng.uniform(0, 255, 3)
-        if np.linalg.norm(c - avoid) >= min_dist:
-            return c
-    return 255.0 - avoid
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _colour(rng, avoid, min_dist=150.0, min_luma=120.0):
+    """A random colour at least min_dist (RGB distance) and min_luma (brightness) from `avoid`,
+    so the object's outline shows in every channel, not only in hue (the strong brightness
+    contrast is what lets a small CNN pick the shapes up within a few hundred steps). Near a
+    mid-grey `avoid` no colour qualifies: then the most contrasting of the draws."""
+    cands = rng.uniform(0, 255, (200, 3))
+    luma = np.abs((cands - avoid) @ _LUMA)
+    ok = np.nonzero((np.linalg.norm(cands - avoid, axis=1) >= min_dist) & (luma >= min_luma))[0]
+    return cands[ok[0]] if len(ok) else cands[np.argmax(luma)]
 
 
 def _draw(frame, shape, centre, radius, angle, colour, alpha=1.0, stripes=None):
@@ -145,8 +156,8 @@ def _draw(frame, shape, centre, radius, angle, colour, alpha=1.0, stripes=None):
 
 def _finish(rng, frames, bg):
     """Per-frame brightness flicker and sensor noise, then uint8."""
-    sigma = rng.uniform(1.0, 4.0)
-    gains = rng.normal(1.0, 0.02, len(frames)).astype(np.float32)
+    sigma = rng.uniform(0.5, 2.5)
+    gains = rng.normal(1.0, 0.01, len(frames)).astype(np.float32)
     out = np.empty(frames.shape, np.uint8)
     for t in range(len(frames)):
         f = frames[t] * gains[t] + rng.standard_normal(bg.shape, np.float32) * sigma
@@ -155,20 +166,27 @@ def _finish(rng, frames, bg):
     return out
 
 
-def _place(rng, radius, h, w):
-    """A centre (x, y) that keeps a disc of `radius` inside the frame."""
-    return np.array([rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)])
+def _place(rng, radius, h, w, spread=1.0):
+    """A centre (x, y) that keeps a disc of `radius` inside the frame, within `spread` (0-1) of
+    the free range around the middle (so centre crops keep the object)."""
+    free = np.array([w - 2 * radius, h - 2 * radius]) * spread
+    return np.array([w / 2, h / 2]) + rng.uniform(-0.5, 0.5, 2) * np.maximum(free, 0)
+
+
+def _shape(rng, pair):
+    shapes = _PAIR_SHAPES[pair]
+    return shapes[rng.integers(len(shapes))], rng.uniform(0, 2 * np.pi)
 
 
 def _appearance(rng, shape, t_len, bg, m):
     """A slowly drifting, slowly turning object: its shape is the class."""
     h, w = bg.shape[:2]
-    radius = rng.uniform(0.12, 0.22) * m
-    c0 = _place(rng, radius * 1.5, h, w)
+    radius = rng.uniform(0.3, 0.4) * m
+    c0 = _place(rng, radius, h, w, 0.5)
     v = rng.normal(0, 0.25, 2)
     a0, da = rng.uniform(0, 2 * np.pi), rng.uniform(-0.02, 0.02)
     colour = _colour(rng, bg.mean((0, 1)))
-    stripes = (_colour(rng, colour, 120.0), rng.uniform(0.3, 0.5)) if shape == "stripes" else None
+    stripes = (_colour(rng, colour, 150.0), rng.uniform(0.35, 0.5)) if shape == "stripes" else None
     frames = np.repeat(bg[None], t_len, 0)
     for t in range(t_len):
         c = np.clip(c0 + v * t, radius, (w - radius, h - radius))
@@ -178,11 +196,11 @@ def _appearance(rng, shape, t_len, bg, m):
 
 def _moving_left(rng, t_len, bg, m):
     h, w = bg.shape[:2]
-    radius = rng.uniform(0.10, 0.18) * m
-    dist = rng.uniform(0.35, 0.65) * (w - 2 * radius)
+    radius = rng.uniform(0.22, 0.3) * m
+    dist = rng.uniform(0.6, 0.9) * (w - 2 * radius)
     x_start = rng.uniform(radius + dist, w - radius)
-    y0, vy = rng.uniform(radius, h - radius), rng.uniform(-0.15, 0.15)
-    shape, angle = _PLAIN[rng.integers(len(_PLAIN))], rng.uniform(0, 2 * np.pi)
+    y0, vy = _place(rng, radius, h, w, 0.6)[1], rng.uniform(-0.1, 0.1)
+    shape, angle = _shape(rng, 0)
     colour = _colour(rng, bg.mean((0, 1)))
     frames = np.repeat(bg[None], t_len, 0)
     for t in range(t_len):
@@ -193,10 +211,10 @@ def _moving_left(rng, t_len, bg, m):
 
 def _growing(rng, t_len, bg, m):
     h, w = bg.shape[:2]
-    r0 = rng.uniform(0.05, 0.09) * m
-    r1 = min(r0 * rng.uniform(2.2, 3.5), 0.32 * m)
-    c0, v = _place(rng, r1, h, w), rng.normal(0, 0.1, 2)
-    shape, angle = _PLAIN[rng.integers(len(_PLAIN))], rng.uniform(0, 2 * np.pi)
+    r0 = rng.uniform(0.1, 0.14) * m
+    r1 = min(r0 * rng.uniform(3.0, 4.0), 0.45 * m)
+    c0, v = _place(rng, r1, h, w, 0.5), rng.normal(0, 0.1, 2)
+    shape, angle = _shape(rng, 1)
     colour = _colour(rng, bg.mean((0, 1)))
     frames = np.repeat(bg[None], t_len, 0)
     for t in range(t_len):
@@ -207,10 +225,10 @@ def _growing(rng, t_len, bg, m):
 
 def _rotating_clockwise(rng, t_len, bg, m):
     h, w = bg.shape[:2]
-    radius = rng.uniform(0.16, 0.26) * m
-    c0, v = _place(rng, radius, h, w), rng.normal(0, 0.1, 2)
-    speed = np.deg2rad(rng.uniform(4.0, 10.0))
-    shape, a0 = _ASYMMETRIC[rng.integers(len(_ASYMMETRIC))], rng.uniform(0, 2 * np.pi)
+    radius = rng.uniform(0.3, 0.4) * m
+    c0, v = _place(rng, radius, h, w, 0.5), rng.normal(0, 0.1, 2)
+    speed = np.deg2rad(rng.uniform(6.0, 12.0))
+    shape, a0 = _shape(rng, 2)
     colour = _colour(rng, bg.mean((0, 1)))
     frames = np.repeat(bg[None], t_len, 0)
     for t in range(t_len):
@@ -221,11 +239,11 @@ def _rotating_clockwise(rng, t_len, bg, m):
 
 def _appearing(rng, t_len, bg, m):
     h, w = bg.shape[:2]
-    radius = rng.uniform(0.10, 0.20) * m
-    c0, v = _place(rng, radius, h, w), rng.normal(0, 0.1, 2)
-    t0 = rng.uniform(0.0, 0.3) * (t_len - 1)
-    t1 = rng.uniform(0.6, 1.0) * (t_len - 1)
-    shape, angle = _PLAIN[rng.integers(len(_PLAIN))], rng.uniform(0, 2 * np.pi)
+    radius = rng.uniform(0.28, 0.38) * m
+    c0, v = _place(rng, radius, h, w, 0.5), rng.normal(0, 0.1, 2)
+    t0 = rng.uniform(0.0, 0.2) * (t_len - 1)
+    t1 = rng.uniform(0.6, 0.9) * (t_len - 1)
+    shape, angle = _shape(rng, 3)
     colour = _colour(rng, bg.mean((0, 1)))
     frames = np.repeat(bg[None], t_len, 0)
     for t in range(t_len):
