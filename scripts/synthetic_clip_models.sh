@@ -35,4 +35,4 @@ for seed in $SEEDS; do
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs

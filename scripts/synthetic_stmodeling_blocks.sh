@@ -40,4 +40,4 @@ for seed in $SEEDS; do
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $BLOCKS --seeds $SEEDS --label block
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $BLOCKS --seeds $SEEDS --label block --pairs

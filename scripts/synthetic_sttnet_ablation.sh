@@ -63,4 +63,4 @@ for seed in $SEEDS; do
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pretext rbrf_acc rbrc_acc
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs --pretext rbrf_acc rbrc_acc

@@ -70,3 +70,19 @@ def test_a_missing_run_names_the_file(tmp_path):
     (tmp_path / "seed0" / "stts" / "log" / "run_0" / "log.txt").unlink()
     with pytest.raises(FileNotFoundError, match="seed0/stts/log"):
         summarize_runs.summarize(str(tmp_path), ["stts"], ["0"], pretext=["rbrf_acc"])
+
+
+def test_pairs_column_reads_test_scores(tmp_path):
+    from tools.synthetic import CLASSES
+    left, right = CLASSES.index("moving_left"), CLASSES.index("moving_right")
+    for seed, right_way in zip((0, 1), (True, False)):
+        make_run(tmp_path, seed, "TRN", 50.0)
+        scores = np.zeros((2, len(CLASSES)))
+        scores[0, left if right_way else right] = 1   # video 0 is moving_left
+        scores[1, right] = 1                          # video 1 is moving_right, always right
+        np.savez(tmp_path / f"seed{seed}" / "TRN" / "test" / "scores.npz", scores=scores,
+                 labels=np.array([left, right]))
+    summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--pairs"])
+    header, row = read_csv(tmp_path / "results.csv")
+    assert header[-1] == "pair_direction_acc" and row[-1] == "75.0 ± 25.0"
+    assert "pair-direction acc. (50 = order-blind)" in (tmp_path / "summary.md").read_text()

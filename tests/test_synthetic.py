@@ -218,3 +218,19 @@ def test_cli_total_per_class(tmp_path, capsys):
     assert "order-agnostic ceiling on test: top-1 66.7%" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         syn.main(["--out", str(out), "--videos_per_class", "1", "2"])
+
+
+def test_pair_direction_accuracy_scores_only_the_arrow_of_time():
+    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
+    labels = np.array([left, right, ring, left])
+    scores = np.zeros((4, len(syn.CLASSES)))
+    scores[0, left], scores[0, right] = 2, 1      # right direction
+    scores[1, left], scores[1, right] = 3, 1      # wrong direction
+    scores[2, ring] = 5                           # appearance video: not counted
+    scores[3, left] = scores[3, right] = 1        # blind to order: half
+    assert syn.pair_direction_accuracy(scores, labels) == pytest.approx(100 * 1.5 / 3)
+    # A model whose scores cannot tell a pair apart is at 50% whatever else it gets right.
+    blind = np.ones((4, len(syn.CLASSES)))
+    assert syn.pair_direction_accuracy(blind, labels) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        syn.pair_direction_accuracy(scores[2:3], labels[2:3])

@@ -7,7 +7,9 @@ it into <out>/seed<s>/<name>/test/metrics.json. This reads the test top-1 of eac
     results.csv   <label>, seed<s> (top-1 per seed)..., mean, std[, train_<metric>...]
     summary.md    | <label> | test top-1 (mean ± std over seeds, 1 decimal) |[ train <METRIC> ... |]
 
-then prints summary.md. --pretext adds, per name and metric, the last training epoch's value from
+then prints summary.md. --pairs adds, for the synthetic benchmark, the pair-direction accuracy
+(tools/synthetic.pair_direction_accuracy on the runs' test/scores.npz: 50% = blind to frame
+order). --pretext adds, per name and metric, the last training epoch's value from
 the runs' logs (<out>/seed<s>/<name>/log/*/log.txt), averaged over the seeds whose log reports it
 (empty when none does: that pretext task was not trained).
 
@@ -21,8 +23,12 @@ import glob
 import json
 import os
 import re
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools.synthetic import pair_direction_accuracy  # noqa: E402
 
 
 def read_top1(out, name, seed):
@@ -42,18 +48,27 @@ def last_train_metric(out, name, seed, metric):
     return float(found[-1]) if found else None
 
 
+def read_pair_accuracy(out, name, seed):
+    """Pair-direction accuracy of one run, from its test/scores.npz (synthetic benchmark)."""
+    data = np.load(f"{out}/seed{seed}/{name}/test/scores.npz")
+    return pair_direction_accuracy(data["scores"], data["labels"])
+
+
 def pretext_title(metric):
     """'rbrf_acc' -> 'train RBRF acc'."""
     task, _, stat = metric.partition("_")
     return f"train {task.upper()} {stat}".strip()
 
 
-def summarize(out, names, seeds, label="model", pretext=()):
+def summarize(out, names, seeds, label="model", pretext=(), pairs=False):
     """Write results.csv and summary.md into `out`; returns the text of summary.md."""
     rows, cells = [], []
     for name in names:
         top1 = [read_top1(out, name, s) for s in seeds]
         extra = []
+        if pairs:
+            pair = [read_pair_accuracy(out, name, s) for s in seeds]
+            extra.append(f"{np.mean(pair):.1f} ± {np.std(pair):.1f}")
         for metric in pretext:
             values = [v for v in (last_train_metric(out, name, s, metric) for s in seeds) if v is not None]
             extra.append(f"{np.mean(values):.3f}" if values else "")
@@ -62,10 +77,10 @@ def summarize(out, names, seeds, label="model", pretext=()):
         cells.append([name, f"{mean:.1f} ± {std:.1f}", *extra])
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         csv.writer(f).writerows([[label, *[f"seed{s}" for s in seeds], "mean", "std",
-                                  *[f"train_{m}" for m in pretext]], *rows])
+                                  *(["pair_direction_acc"] if pairs else []), *[f"train_{m}" for m in pretext]], *rows])
     # the shorter title leaves room for the pretext columns
     titles = [label, "test top-1 (mean ± std)" if pretext else "test top-1 (mean ± std over seeds)",
-              *[pretext_title(m) for m in pretext]]
+              *(["pair-direction acc. (50 = order-blind)"] if pairs else []), *[pretext_title(m) for m in pretext]]
     text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text)
@@ -80,8 +95,10 @@ def main(argv=None):
     p.add_argument("--label", default="model", help="title of the name column")
     p.add_argument("--pretext", nargs="+", default=[],
                    help="training metrics to add from the logs' last epoch (e.g. rbrf_acc rbrc_acc)")
+    p.add_argument("--pairs", action="store_true",
+                   help="add the synthetic benchmark's pair-direction accuracy (from test/scores.npz)")
     args = p.parse_args(argv)
-    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext))
+    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs))
 
 
 if __name__ == "__main__":

@@ -314,6 +314,24 @@ def write_video(frames, path, fps=FPS):
     os.replace(tmp, path)
 
 
+def pair_direction_accuracy(scores, labels):
+    """Temporal reasoning alone, in %: over the videos of the paired classes, how often the true
+    class scores above its time-reversed partner (ties count half). A model that ignores frame
+    order sits at 50% here however well it learned the rest, so this separates "learned the
+    pairs" from "learned the arrow of time" at any training budget."""
+    partner = {}
+    for a, b in PAIRS:
+        ia, ib = CLASSES.index(a), CLASSES.index(b)
+        partner[ia], partner[ib] = ib, ia
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    rows = [i for i, label in enumerate(labels) if int(label) in partner]
+    if not rows:
+        raise ValueError("no video of a paired class to score")
+    true = scores[rows, labels[rows]]
+    other = scores[rows, [partner[int(labels[i])] for i in rows]]
+    return float(100 * np.mean((true > other) + 0.5 * (true == other)))
+
+
 def order_agnostic_ceiling(counts):
     """Best accuracy of any model that ignores frame order, from per-class video counts.
 
