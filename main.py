@@ -93,6 +93,9 @@ def main(argv=None):
     args = check_args(parser.parse_args(argv), parser)
     dataset_cfg = resolve_dataset(args, parser)
     dist = du.init_distributed(args.local_rank)
+    if dist.distributed and args.ssl == "vtdl" and args.on_bad_sample == "skip":
+        parser.error("--on_bad_sample skip with --ssl vtdl under DDP: the key queue needs equal batches on "
+                     "every rank; clean the list with tools/check_dataset.py, or train in one process")
     device = dist.device
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -137,7 +140,16 @@ def main(argv=None):
     if args.channels_last:
         model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
     normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
-    groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=bool(args.tune_from))
+
+    resume_path = args.resume
+    if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
+        resume_path = os.path.join(model_dir, "ckpt.pth")
+    state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    # A resumed run keeps the identity it started with: fine-tuning (the new classifier's x5/x10
+    # groups) and, for a linear probe, which parameters learn.
+    started = state["config"] if state else config
+    config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"))
+    groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=bool(config["tune_from"]))
     log.text("=> parameter groups:\n" + describe_groups(groups), echo=False)
     optimizer = make_optimizer(args, groups)
     schedule = LRSchedule(optimizer, args.lr, args.lr_type, args.epochs,
@@ -146,20 +158,23 @@ def main(argv=None):
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
 
     start_epoch, best_metric = 0, None
-    resume_path = args.resume
-    if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
-        resume_path = os.path.join(model_dir, "ckpt.pth")
-    if resume_path:
-        state = ckpt.resume(resume_path, model, optimizer, schedule, scaler)
+    if state:
+        ckpt.resume(state, model, optimizer, schedule, scaler)
         start_epoch, best_metric = state["epoch"], state["best_metric"]
         log.text(f"=> resumed from {resume_path} after epoch {start_epoch} (best {best_metric})")
+        del state
     elif args.tune_from:
         report = ckpt.load_for_finetune(model, args.tune_from)
         if args.train_what == "last" and not hasattr(model, "train_what"):
             # Linear probe of a plain model: only what the checkpoint did not provide (the new
             # classifier) learns. Models with their own train_what (cpc_trans_ft) handle it.
-            trainable = freeze_for_linear_probe(model, report["missing"])
-            log.text(f"=> linear probe: training only {', '.join(trainable)}")
+            if not report["missing"]:
+                parser.error(f"--train_what last: {args.tune_from} provides every parameter of the model, so "
+                             "nothing would learn (a probe needs a new classifier: another class count)")
+            config["trainable"] = report["missing"]
+    if config["trainable"]:
+        trainable = freeze_for_linear_probe(model, config["trainable"])
+        log.text(f"=> linear probe: training only {', '.join(trainable)}")
 
     bare = model
     if dist.distributed:
@@ -194,7 +209,8 @@ def main(argv=None):
         stats, skipped = train_one_epoch(model, train_loader, optimizer, schedule, scaler, normalize, device, epoch,
                                          dataset_cfg.num_class, amp=args.amp, clip_gradient=args.clip_gradient,
                                          keep_views=keep_views, print_freq=args.print_freq,
-                                         progress=not args.no_progress, log=log)
+                                         progress=not args.no_progress, log=log,
+                                         agree_on_empty=dist.distributed and args.on_bad_sample == "skip")
         log.text(f"epoch {epoch + 1} train: {format_stats(stats)} lr {stats['lr']:.3e} "
                  f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
         log.text(f"epoch {epoch + 1}: {SkipCounter.report(skipped)}", echo=bool(skipped))
@@ -207,8 +223,9 @@ def main(argv=None):
             is_best = best_metric is None or metric > best_metric
             best_metric = metric if is_best else best_metric
             log.text(f"=> best {'top1' if 'top1' in val_stats else '-loss'} so far {best_metric:.3f}")
+        rng = ckpt.gather_rng_states()  # collective: every rank takes part
         if dist.is_main:
-            state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config)
+            state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config, rng)
             ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.pth"))
             if is_best:
                 ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.best.pth"))

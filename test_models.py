@@ -114,7 +114,15 @@ def evaluate_checkpoint(path, args, dist):
     if not test_list or not os.path.isfile(test_list):
         raise FileNotFoundError(f"test list not found: {test_list} (give --test_list or --root_path)")
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    trained_segments = state["config"].get("num_segments")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        if args.test_segments and args.test_segments != trained_segments and "size mismatch" in str(err):
+            raise ValueError(f"{path}: parameters of this model are sized for the {trained_segments} segments it "
+                             f"was trained with (e.g. STTNet's positional table, TRN/MLP layers); test it with "
+                             f"--test_segments {trained_segments}") from err
+        raise
     model.to(dist.device)
     dataset = build_dataset(cfg, model, dataset_cfg, "test", list_file=test_list, num_clips=args.num_clips,
                             test_crops=args.test_crops, twice_sample=args.twice_sample, full_res=args.full_res)
@@ -125,7 +133,9 @@ def evaluate_checkpoint(path, args, dist):
               f"   {dataset.sampler!r}\n   {dataset.transform!r}")
     normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
     amp = (torch.float16 if dist.device.type == "cuda" else torch.bfloat16) if args.amp else None
-    indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=args.softmax,
+    # CPC-Trans's protocol is the mean of softmax over its windows (ssl.md).
+    softmax = args.softmax or cfg.get("model") == "cpc_trans_ft"
+    indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=softmax,
                                                amp_dtype=amp, chunk=args.max_views,
                                                progress=dist.is_main and not args.no_progress)
     skipped = gather_names(skipped)

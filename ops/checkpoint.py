@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -59,7 +60,21 @@ def set_rng_state(state):
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def make_checkpoint(model, optimizer=None, scheduler=None, scaler=None, epoch=0, best_metric=None, config=None):
+def gather_rng_states():
+    """Every rank's generator states, in rank order (a collective: call it on all ranks). Each rank
+    draws its own dropout and model-side augmentation, so an exact resume needs each rank's own."""
+    state = rng_state()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, state)
+        return states
+    return [state]
+
+
+def make_checkpoint(model, optimizer=None, scheduler=None, scaler=None, epoch=0, best_metric=None, config=None,
+                    rng=None):
+    """The checkpoint dict; `rng` is the list of every rank's states (gather_rng_states), by
+    default this process's alone."""
     return {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -67,7 +82,7 @@ def make_checkpoint(model, optimizer=None, scheduler=None, scaler=None, epoch=0,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": int(epoch),
         "best_metric": None if best_metric is None else float(best_metric),
-        "rng": rng_state(),
+        "rng": rng if rng is not None else [rng_state()],
         "config": plain(config or {}),
     }
 
@@ -97,16 +112,19 @@ def load_checkpoint(path, map_location="cpu"):
         raise ValueError(f"{path} cannot be read as a weights-only checkpoint: {err}") from err
 
 
-def resume(path, model, optimizer=None, scheduler=None, scaler=None):
-    """Restore a run exactly (model, optimizer, scheduler, scaler, RNG); returns the checkpoint
-    (its `epoch` is the number of epochs completed, its `best_metric` the best so far)."""
-    state = load_checkpoint(path)
+def resume(path_or_state, model, optimizer=None, scheduler=None, scaler=None):
+    """Restore a run exactly (model, optimizer, scheduler, scaler, this rank's RNG) from a path or an
+    already loaded checkpoint; returns the checkpoint (its `epoch` is the number of epochs
+    completed, its `best_metric` the best so far). A state saved empty (a GradScaler that was
+    disabled) leaves the object as it is."""
+    state = load_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
     unwrap(model).load_state_dict(state["model"])
     for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
-        if obj is not None and state.get(key) is not None:
+        if obj is not None and state.get(key):
             obj.load_state_dict(state[key])
     if state.get("rng"):
-        set_rng_state(state["rng"])
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        set_rng_state(state["rng"][rank % len(state["rng"])])
     return state
 
 

@@ -194,9 +194,13 @@ class EpochMeter:
 
 
 def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, device, epoch, num_class,
-                    amp=False, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None):
+                    amp=False, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
+                    agree_on_empty=False):
     """One epoch; returns the epoch averages (loss, loss parts, model metrics, top1/top5/mean class
-    accuracy when the model gives logits, lr, clips_per_s, data_time) and the skipped sample names."""
+    accuracy when the model gives logits, lr, clips_per_s, data_time) and the skipped sample names.
+
+    `agree_on_empty` (DDP with the skip policy): a batch whose every item was bad on one rank is
+    skipped on every rank, since DDP's gradient all-reduce needs all ranks in each step."""
     model.train()
     meter = EpochMeter(num_class)
     dtype = amp_dtype(device, amp)
@@ -208,7 +212,11 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
         skipped.extend(batch_skipped)
         waited = time.perf_counter() - end
         schedule.step(epoch, it)
-        if frames is None:  # every item of the batch was skipped as bad
+        if agree_on_empty:
+            empty = du.all_reduce_sum(torch.tensor([float(frames is None)], device=device)).item() > 0
+        else:
+            empty = frames is None
+        if empty:  # every item of the batch was skipped as bad (on some rank)
             end = time.perf_counter()
             continue
         frames = frames.to(device, non_blocking=True)

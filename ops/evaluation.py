@@ -1,9 +1,9 @@
 """Multi-view evaluation: score every view, average per video, gather exactly, compute metrics.
 
 Used by validation in main.py and by test_models.py, so both count videos the same way. Under DDP
-the DistributedSampler pads the dataset so ranks get equal work; each rank therefore returns
-(video index, scores) pairs, and `gather_predictions` keeps one row per video index, so every video
-counts exactly once (VideoMAE's habit).
+each rank returns (video index, scores) pairs and `gather_predictions` keeps one row per video
+index, so every video counts exactly once whatever the sampler does (ops.data's ShardSampler does
+not pad; a padding sampler such as DistributedSampler would be deduplicated here: VideoMAE's habit).
 """
 import numpy as np
 import torch

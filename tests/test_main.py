@@ -98,7 +98,7 @@ def test_one_epoch_resume_one_epoch_equals_two_epochs(data, tmp_path):
         assert torch.equal(value, resumed["model"][key]), key
     for pid, s in straight["optimizer"]["state"].items():
         assert torch.equal(s["momentum_buffer"], resumed["optimizer"]["state"][pid]["momentum_buffer"])
-    assert torch.equal(straight["rng"]["torch"], resumed["rng"]["torch"])
+    assert torch.equal(straight["rng"][0]["torch"], resumed["rng"][0]["torch"])
 
     main.main(base_args(root, lists, tmp_path, 2, *sgd, "--suffix", "resumed", "--auto_resume"))
     log = (run_dir(tmp_path, "log", 2, "resumed") / "log.txt").read_text()
@@ -134,3 +134,27 @@ def test_errors_are_one_line(data, tmp_path, capsys):
     assert "--arch 'resnet5'" in one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--arch", "resnet5"))
     err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--train_what", "last"))
     assert "--train_what last (linear probe) needs --tune_from" in err
+
+
+def test_resumed_fine_tuned_linear_probe_keeps_groups_and_frozen_backbone(data, tmp_path):
+    root, lists = data
+    main.main(base_args(root, lists, tmp_path, 1, "-j", "0", "--suffix", "src"))
+    src = torch.load(run_dir(tmp_path, "ckpt", 1, "src") / "ckpt.pth", weights_only=True)["model"]
+    probe_args = ["-j", "0", "--num_class", "5", "--train_what", "last"]
+    main.main(base_args(root, lists, tmp_path, 1, *probe_args, "--suffix", "probe",
+                        "--tune_from", str(run_dir(tmp_path, "ckpt", 1, "src") / "ckpt.pth")))
+    first = torch.load(run_dir(tmp_path, "ckpt", 1, "probe") / "ckpt.pth", weights_only=True)
+    assert first["config"]["tune_from"] and first["config"]["trainable"]
+    # Resuming rebuilds the fine-tuning groups (else the optimizer state would not load) and the probe.
+    main.main(base_args(root, lists, tmp_path, 2, *probe_args, "--suffix", "probe",
+                        "--resume", str(run_dir(tmp_path, "ckpt", 1, "probe") / "ckpt.pth")))
+    second = torch.load(run_dir(tmp_path, "ckpt", 2, "probe") / "ckpt.pth", weights_only=True)
+    assert second["epoch"] == 2 and second["config"]["trainable"] == first["config"]["trainable"]
+    names = {g["name"] for g in second["optimizer"]["param_groups"]}
+    assert {"lr5_weight", "lr10_bias"} <= names
+    trainable = set(first["config"]["trainable"])
+    for key, value in second["model"].items():
+        if key in trainable:
+            assert not torch.equal(value, first["model"][key]), key  # the classifier learned on
+        elif key in src:
+            assert torch.equal(value, src[key]), key                  # backbone and its BN statistics never moved

@@ -91,3 +91,14 @@ def test_two_processes_score_every_video_once(trained, tmp_path):
     ddp = np.load(save / "scores.npz")
     assert ddp["indices"].tolist() == single["indices"].tolist()
     assert np.allclose(ddp["scores"], single["scores"], atol=1e-5)
+
+
+def test_other_segment_count_on_a_k_sized_model_is_a_clear_error(tmp_path):
+    data = tmp_path / "colours"
+    lists = make_colour_dataset(str(data), per_class=(4, 1))
+    out = tmp_path / "run"
+    main.main(base_args(data, lists, out, 1, "-j", "0", "--consensus_type", "MLP", "--img_feature_dim", "16"))
+    ckpt = next((out / "ckpt").glob("*/ckpt.pth"))
+    with pytest.raises(ValueError, match="sized for the 2 segments"):
+        test_models.main(["--weights", str(ckpt), "--test_list", lists[1], "--test_segments", "3", "-j", "0",
+                          "--save_dir", str(tmp_path / "t"), "--no_progress"])
