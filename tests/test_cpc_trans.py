@@ -115,15 +115,10 @@ def test_pretrain_then_linear_probe_then_test_through_main(tmp_path, capsys):
     checkpoint (the pre-trained context network must come out unchanged), then evaluation."""
     import main
     from ops.checkpoint import load_checkpoint
-    from tests.videogen import make_frames, write_frame_folder
+    from tests.videogen import write_list_dataset
 
     root = tmp_path / "data"
-    lines = []
-    for i in range(12):
-        write_frame_folder(str(root / f"v{i}"), make_frames(14 + i, 40, 48, seed=i))
-        lines.append(f"v{i} {14 + i} {i % 3}\n")
-    (root / "train.txt").write_text("".join(lines[:8]))
-    (root / "val.txt").write_text("".join(lines[8:]))
+    write_list_dataset(str(root), num_videos=12, num_train=8)
     common = ["custom", "RGB", "--root_path", str(root), "--num_class", "3", "--train_list", str(root / "train.txt"),
               "--val_list", str(root / "val.txt"), "--arch", "resnet18", "--num_seq", "4", "--seq_stride", "2",
               "--cpc_layers", "1", "--cpc_heads", "2", "--cpc_ff_dim", "32", "--crop_size", "32", "--optimizer", "adam",

@@ -203,15 +203,10 @@ def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     """main.py end to end on a tiny list: VTDL pre-training of r3d18, fine-tuning of the plain
     r3d18 from its checkpoint (only the classifier is new), then evaluation."""
     import main
-    from tests.videogen import make_frames, write_frame_folder
+    from tests.videogen import write_list_dataset
 
     root = tmp_path / "data"
-    lines = []
-    for i in range(6):
-        write_frame_folder(str(root / f"v{i}"), make_frames(14 + i, 40, 48, seed=i))
-        lines.append(f"v{i} {14 + i} {i % 3}\n")
-    (root / "train.txt").write_text("".join(lines[:4]))
-    (root / "val.txt").write_text("".join(lines[4:]))
+    write_list_dataset(str(root), num_videos=6, num_train=4)
     common = ["custom", "RGB", "--root_path", str(root), "--num_class", "3", "--train_list", str(root / "train.txt"),
               "--val_list", str(root / "val.txt"), "--arch", "r3d18", "--clip_len", "4", "--frame_stride", "2",
               "--crop_size", "16", "--epochs", "1", "-b", "2", "-j", "0", "--no_progress",

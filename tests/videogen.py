@@ -101,3 +101,17 @@ def truncate_file(path, keep_bytes):
     with open(path, "r+b") as f:
         f.truncate(keep_bytes)
     return path
+
+
+def write_list_dataset(root, num_videos, num_train, num_class=3, height=40, width=48):
+    """Frame folders v0..v{n-1} (video i has 14 + i frames, label i % num_class) under `root`, with
+    `train.txt` (the first num_train) and `val.txt` (the rest). Returns (train list, val list)."""
+    lines = []
+    for i in range(num_videos):
+        write_frame_folder(os.path.join(root, f"v{i}"), make_frames(14 + i, height, width, seed=i))
+        lines.append(f"v{i} {14 + i} {i % num_class}\n")
+    paths = (os.path.join(root, "train.txt"), os.path.join(root, "val.txt"))
+    for path, part in zip(paths, (lines[:num_train], lines[num_train:])):
+        with open(path, "w") as f:
+            f.writelines(part)
+    return paths
