@@ -174,8 +174,9 @@ def registry_configs(argv=()):
 
 
 def fmt_row(label, info, speed=None):
+    """A table row; FLOPs per item, whatever --batch was counted."""
     shape = "x".join(str(s) for s in info["input"][1:])
-    row = f"| {label} | {shape} | {info['params']:,} | {info['flops'] / 1e9:.2f} |"
+    row = f"| {label} | {shape} | {info['params']:,} | {info['flops'] / info['input'][0] / 1e9:.2f} |"
     if speed is not None:
         row += f" {speed[0]:.1f} | {speed[1]:.1f} |"
     return row
@@ -199,7 +200,7 @@ def main(argv=None):
         p.error("--speed needs a real device (--device cpu or cuda)")
 
     configs = registry_configs(rest) if args.all else [run_config(rest)]
-    header = "| model | input (per item) | parameters | GFLOPs |"
+    header = "| model | input (per item) | parameters | GFLOPs (per item) |"
     if args.speed:
         header += " inference clips/s | training clips/s |"
     print(header)
