@@ -14,11 +14,12 @@ import argparse
 import os
 import shutil
 import sys
-from multiprocessing import Pool
 
 import av
 from PIL import Image
-from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools.parallel import run_parallel  # noqa: E402
 
 VIDEO_EXTS = ("mp4", "avi", "webm", "mkv", "mov", "m4v", "mpg", "mpeg", "flv")
 
@@ -120,21 +121,11 @@ def extract_all(src, out, tmpl="img_{:05d}.jpg", short_side=None, quality=90, wo
     clash = {rel for rel, _ in result["failed"]}
     tasks = [(src, out, rel, tmpl, short_side, quality, min_decoded) for rel in videos if rel not in clash]
     os.makedirs(out, exist_ok=True)
-    bar = tqdm(total=len(tasks), desc="extract", unit="video", disable=not progress)
-    pool = Pool(workers) if workers > 1 else None
-    try:
-        results = pool.imap_unordered(_job, tasks) if pool else map(_job, tasks)
-        for rel, count, error, skipped in results:
-            if error is not None:
-                result["failed"].append((rel, error))
-            else:
-                result["skipped" if skipped else "done"] += 1
-            bar.update()
-    finally:
-        bar.close()
-        if pool:
-            pool.close()
-            pool.join()
+    for rel, count, error, skipped in run_parallel(_job, tasks, workers, "extract", progress=progress):
+        if error is not None:
+            result["failed"].append((rel, error))
+        else:
+            result["skipped" if skipped else "done"] += 1
     result["failed"].sort()
     result["total"] = len(videos)
     return result

@@ -18,12 +18,13 @@ import os
 import shutil
 import sys
 import time
-from multiprocessing import Pool
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools.parallel import run_parallel  # noqa: E402
 
 APPEARANCE = ("ring", "cross", "star", "stripes")
 PAIRS = (("moving_left", "moving_right"), ("growing", "shrinking"),
@@ -409,19 +410,10 @@ def generate(root, videos_per_class, seed=0, size=DEFAULT_SIZE, frames=DEFAULT_F
              for split, n in zip(SPLITS, videos_per_class) for label in range(len(CLASSES))
              for i in range(n)]
     lengths, generated = {}, 0
-    bar = tqdm(total=len(tasks), desc="synthetic", unit="video", disable=not progress)
-    pool = Pool(workers) if workers > 1 else None
-    try:
-        for split, label, i, t_len, new in (pool.imap_unordered(_job, tasks, chunksize=4) if pool
-                                            else map(_job, tasks)):
-            lengths[split, label, i] = t_len
-            generated += new
-            bar.update()
-    finally:
-        bar.close()
-        if pool:
-            pool.close()
-            pool.join()
+    for split, label, i, t_len, new in run_parallel(_job, tasks, workers, "synthetic", progress=progress,
+                                                    chunksize=4):
+        lengths[split, label, i] = t_len
+        generated += new
 
     with open(os.path.join(root, "classes.txt"), "w") as f:
         f.write("".join(c + "\n" for c in CLASSES))
