@@ -120,7 +120,7 @@ def evaluate_checkpoint(path, args, dist):
     except RuntimeError as err:
         if args.test_segments and args.test_segments != trained_segments and "size mismatch" in str(err):
             raise ValueError(f"{path}: parameters of this model are sized for the {trained_segments} segments it "
-                             f"was trained with (e.g. STTNet's positional table, TRN/MLP layers); test it with "
+                             f"was trained with (e.g. the TRN and MLP blocks' layers); test it with "
                              f"--test_segments {trained_segments}") from err
         raise
     model.to(dist.device)

@@ -16,7 +16,9 @@ The 1x1 convolutions of the design are written as nn.Linear on channel-last toke
 P is a learnable spatio-temporal positional embedding in the C-dim feature space, factorised as a
 temporal table [K0, C] plus a spatial table [C, h0, w0]. A clip with another number of segments
 or another map size gets the tables resized by linear / bilinear interpolation, so any K and any
-input size work; at the sizes given at construction the tables are used as they are.
+input size work; at the sizes given at construction the tables are used as they are. Loading a
+state dict whose tables have other sizes resamples them the same way (a model built for 16
+segments loads an 8-segment checkpoint and computes exactly what that checkpoint would at 16).
 
 Defaults (1 head, no layer norm, no feed-forward) reproduce the published design; multi-head
 attention, a pre-norm LayerNorm and a residual feed-forward block are options.
@@ -57,6 +59,7 @@ class SCSA(nn.Module):
             self.gamma_ffn = nn.Parameter(torch.tensor(float(gamma_init)))
         else:
             self.ffn = None
+        self.register_load_state_dict_pre_hook(self._resample_tables)
 
     def param_policy(self):
         """gamma and the positional tables: learned like weights, without weight decay (a decayed
@@ -68,13 +71,16 @@ class SCSA(nn.Module):
 
     def position(self, k, h, w):
         """P for a K x h x w clip: [K, h, w, C], interpolated when the sizes differ from the tables'."""
-        t = self.pos_time
-        if t.shape[0] != k:
-            t = F.interpolate(t.t()[None], size=k, mode="linear", align_corners=False)[0].t()
-        s = self.pos_space
-        if s.shape[1:] != (h, w):
-            s = F.interpolate(s[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        t, s = resize_time(self.pos_time, k), resize_space(self.pos_space, h, w)
         return t[:, None, None, :] + s.permute(1, 2, 0)[None]
+
+    def _resample_tables(self, module, state_dict, prefix, *args):
+        """Positional tables of another K or map size are resampled to this module's sizes on load."""
+        for name, resize in (("pos_time", lambda t: resize_time(t, self.pos_time.shape[0])),
+                             ("pos_space", lambda s: resize_space(s, *self.pos_space.shape[1:]))):
+            key = prefix + name
+            if key in state_dict and state_dict[key].shape != getattr(self, name).shape:
+                state_dict[key] = resize(state_dict[key])
 
     def heads(self, appearance, ssl):
         """[B, N, d/2] x 2 -> [B, heads, N, d/heads]; every head gets a slice of both halves."""
@@ -107,6 +113,20 @@ class SCSA(nn.Module):
     def extra_repr(self):
         return (f"in_dim={self.in_dim}, dim={self.dim}, heads={self.num_heads}, "
                 f"pos=time{tuple(self.pos_time.shape)}+space{tuple(self.pos_space.shape)}")
+
+
+def resize_time(table, k):
+    """[K0, C] -> [k, C] by linear interpolation along time (unchanged when K0 == k)."""
+    if table.shape[0] == k:
+        return table
+    return F.interpolate(table.t()[None], size=k, mode="linear", align_corners=False)[0].t()
+
+
+def resize_space(table, h, w):
+    """[C, h0, w0] -> [C, h, w] by bilinear interpolation (unchanged when the sizes match)."""
+    if tuple(table.shape[1:]) == (h, w):
+        return table
+    return F.interpolate(table[None], size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
 class ConstrainedBlock(nn.Module):

@@ -66,6 +66,20 @@ def test_positional_table_used_as_is_at_its_size_and_interpolated_otherwise():
     assert not torch.allclose(p[0], p[-1])          # still tells frames apart
 
 
+@pytest.mark.parametrize("k,size", [(8, (3, 3)), (2, (3, 3)), (4, (5, 2)), (4, (3, 3))])
+def test_loading_tables_of_another_size_resamples_them(k, size):
+    """A module built for another K or map size loads the tables resampled, and then computes what
+    the source module computes at those sizes."""
+    source = make(gamma_init=0.5)
+    target = make(num_segments=k, spatial_size=size)
+    target.load_state_dict(source.state_dict())
+    assert target.pos_time.shape == (k, C) and target.pos_space.shape == (C, *size)
+    x = torch.randn(2, k, C, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x))
+        torch.testing.assert_close(target.position(k, *size), source.position(k, *size))
+
+
 @pytest.mark.parametrize("options", [dict(num_heads=4), dict(norm=True), dict(ffn=True),
                                      dict(num_heads=2, norm=True, ffn=True)])
 def test_options(options):

@@ -102,3 +102,15 @@ def test_other_segment_count_on_a_k_sized_model_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="sized for the 2 segments"):
         test_models.main(["--weights", str(ckpt), "--test_list", lists[1], "--test_segments", "3", "-j", "0",
                           "--save_dir", str(tmp_path / "t"), "--no_progress"])
+
+
+def test_sttnet_tested_at_another_segment_count(tmp_path):
+    """STTNet's positional table is resampled on load, so --test_segments works on its checkpoints."""
+    data = tmp_path / "colours"
+    lists = make_colour_dataset(str(data), per_class=(2, 1), frames=4, size=(32, 40))
+    out = tmp_path / "run"
+    main.main(base_args(data, lists, out, 1, "-j", "0", "--model", "sttnet", "-b", "2"))
+    ckpt = next((out / "ckpt").glob("*/ckpt.pth"))
+    save, scores, metrics = run_test(tmp_path, [str(ckpt)], lists[1], "--test_segments", "3", "--num_clips", "2",
+                                     "--test_crops", "3")
+    assert metrics["num_videos"] == scores["scores"].shape[0] > 0 and np.isfinite(scores["scores"]).all()
