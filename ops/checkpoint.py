@@ -164,10 +164,17 @@ def _align_keys(keys, own_keys):
     return matched
 
 
+def _resampled_on_load(model, key):
+    owner, _, name = key.rpartition(".")
+    return name in getattr(model.get_submodule(owner), "resampled_on_load", ())
+
+
 def load_for_finetune(model, path):
     """Load weights only (for --tune_from): wrapper prefixes stripped, keys aligned by their trailing
     module names, tensors of another shape (a classifier for another class count) dropped.
-    Prints and returns {loaded, missing, unexpected, mismatched} (lists of key names)."""
+    Tensors a module lists in `resampled_on_load` (STTNet's positional tables) are loaded at any
+    shape: the module's load hook resizes them. Prints and returns {loaded, missing, unexpected,
+    mismatched, resampled} (lists of key names)."""
     state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
@@ -178,20 +185,23 @@ def load_for_finetune(model, path):
     own_keys = set(own)
     stripped = {key: _strip(key) for key in state}
     matched = _align_keys(list(stripped.values()), own_keys)
-    selected, unexpected, mismatched = {}, [], []
+    selected, unexpected, mismatched, resampled = {}, [], [], []
     for key, value in state.items():
         target = matched.get(stripped[key])
         if target is None:
             unexpected.append(key)
-        elif tuple(value.shape) != tuple(own[target].shape):
-            mismatched.append(f"{target} {tuple(value.shape)} -> {tuple(own[target].shape)}")
-        else:
+        elif tuple(value.shape) == tuple(own[target].shape):
             selected[target] = value
+        elif _resampled_on_load(model, target):
+            selected[target] = value
+            resampled.append(f"{target} {tuple(value.shape)} -> {tuple(own[target].shape)}")
+        else:
+            mismatched.append(f"{target} {tuple(value.shape)} -> {tuple(own[target].shape)}")
     model.load_state_dict(selected, strict=False)
     report = {"loaded": sorted(selected), "missing": sorted(own_keys - set(selected)),
-              "unexpected": sorted(unexpected), "mismatched": sorted(mismatched)}
+              "unexpected": sorted(unexpected), "mismatched": sorted(mismatched), "resampled": sorted(resampled)}
     print(f"=> fine-tuning from {path}: loaded {len(report['loaded'])}/{len(own_keys)} tensors")
-    for name in ("mismatched", "missing", "unexpected"):
+    for name in ("resampled", "mismatched", "missing", "unexpected"):
         if report[name]:
             shown = report[name][:10]
             more = f" ... (+{len(report[name]) - 10})" if len(report[name]) > 10 else ""

@@ -9,9 +9,10 @@ import torch.nn as nn
 
 from ops import checkpoint as ckpt
 from ops.engine import LRSchedule
-from ops.models import TSN
+from ops.models import TSN, build_model
 from ops.policies import build_param_groups
 from ops.registry import BACKBONES
+from ops.scsa import resize_time
 
 
 def small_tsn(num_class=4):
@@ -103,3 +104,19 @@ def test_tune_from_aligns_torchvision_and_tsm_style_keys(tmp_path):
         assert report["unexpected"] == [] and report["mismatched"] == []
         assert torch.equal(target.base_model.bn1.running_mean, source.base_model.bn1.running_mean)
     assert torch.equal(target.consensus.new_fc.weight, source.consensus.new_fc.weight)
+
+
+def test_tune_from_resamples_sttnet_positional_tables_to_another_segment_count(tmp_path):
+    """Fine-tuning an 8-segment STTNet into a 5-segment one on another dataset: the temporal table is
+    resampled (not dropped), the classifier of the other class count is dropped."""
+    cfg = dict(model="sttnet", arch="tinynet", num_class=7, num_segments=8, crop_size=64, scsa_dim=32)
+    torch.manual_seed(0)
+    source = build_model(cfg)
+    path = tmp_path / "sttnet.pth"
+    torch.save({"model": {"module." + k: v for k, v in source.state_dict().items()}}, path)
+    target = build_model(dict(cfg, num_class=4, num_segments=5))
+    report = ckpt.load_for_finetune(target, str(path))
+    assert report["resampled"] == ["aggregator.pos_time (8, 128) -> (5, 128)"]
+    assert all("new_fc" in m for m in report["mismatched"]) and report["unexpected"] == []
+    torch.testing.assert_close(target.aggregator.pos_time, resize_time(source.aggregator.pos_time, 5))
+    assert torch.equal(target.aggregator.w6.weight, source.aggregator.w6.weight)
