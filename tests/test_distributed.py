@@ -45,3 +45,24 @@ def test_two_process_training_counts_every_val_video_once(data, tmp_path, launch
     assert "validation on 13 videos" in log
     state = torch.load(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth", weights_only=True)
     assert state["config"]["world_size"] == 2 and not any(k.startswith("module.") for k in state["model"])
+
+
+def test_two_machines_through_torchrun(data, tmp_path):
+    """Multi-node torchrun (--nnodes 2 --node_rank 0|1, static rendezvous on the master's address),
+    one process per "machine", both on this host: one run of world size 2, written by rank 0 only."""
+    root, lists = data
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+                               "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                               "main.py", *base_args(root, lists, tmp_path, 1, "-b", "2", "-j", "0")],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    log = (run_dir(tmp_path, "log", 1) / "log.txt").read_text()
+    assert "on 2 process(es)" in log and "validation on 13 videos" in log
+    assert "=> done" in outputs[0][0] and "=> done" not in outputs[1][0]
+    state = torch.load(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth", weights_only=True)
+    assert state["config"]["world_size"] == 2
