@@ -25,6 +25,7 @@ from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.models import build_model
 from ops.registry import MODELS
+from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
 
 
@@ -50,6 +51,9 @@ def build_parser():
                    help="crop at the scaled short side (full-resolution protocol) instead of crop_size")
     p.add_argument("--twice_sample", action="store_true", help="TSM's protocol: segment centres + starts")
     p.add_argument("--dense_sample", action="store_true", help="I3D-style dense windows (2D models)")
+    p.add_argument("--reverse_time", action="store_true",
+                   help="test on time-reversed views (the same frames played backwards): how much the model "
+                        "relies on frame order")
     p.add_argument("--softmax", action="store_true", help="average softmax probabilities instead of raw scores")
     p.add_argument("--batch_size", type=int, default=1, help="videos per forward (each with all its views)")
     p.add_argument("--max_views", type=int, default=None, help="views per model call at most (memory bound)")
@@ -126,6 +130,8 @@ def evaluate_checkpoint(path, args, dist):
     model.to(dist.device)
     dataset = build_dataset(cfg, model, dataset_cfg, "test", list_file=test_list, num_clips=args.num_clips,
                             test_crops=args.test_crops, twice_sample=args.twice_sample, full_res=args.full_res)
+    if args.reverse_time:
+        dataset.sampler = TimeReversed(dataset.sampler)
     loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
                           pin_memory=dist.device.type == "cuda")
     if dist.is_main:
@@ -168,11 +174,13 @@ def main(argv=None):
 def report(args, scores, indices, labels, dataset, dataset_cfg):
     num_class = dataset_cfg.num_class
     metrics = compute_metrics(scores, labels, num_class)
-    views = f"{args.num_clips} clip(s) x {args.test_crops} crop(s)" + (" twice-sampled" if args.twice_sample else "")
+    views = (f"{args.num_clips} clip(s) x {args.test_crops} crop(s)" + (" twice-sampled" if args.twice_sample else "")
+             + (" time-reversed" if args.reverse_time else ""))
     print(f"=> {metrics['num_videos']} videos, {views}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
           f"mean class accuracy {metrics['mean_class_acc']:.2f}%")
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(args.weights[0])),
-                                             f"test_{args.num_clips}x{args.test_crops}")
+                                             f"test_{args.num_clips}x{args.test_crops}"
+                                             + ("_reversed" if args.reverse_time else ""))
     os.makedirs(save_dir, exist_ok=True)
     names = list(dataset_cfg.class_names) if dataset_cfg.class_names else [str(c) for c in range(num_class)]
     with open(os.path.join(save_dir, "per_class_accuracy.csv"), "w") as f:
@@ -188,7 +196,8 @@ def report(args, scores, indices, labels, dataset, dataset_cfg):
              indices=indices.numpy(), video_ids=video_ids)
     summary = {k: metrics[k] for k in ("top1", "top5", "mean_class_acc", "num_videos")}
     summary.update(weights=args.weights, coeff=args.coeff, num_clips=args.num_clips, test_crops=args.test_crops,
-                   twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax)
+                   twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax,
+                   reverse_time=args.reverse_time)
     with open(os.path.join(save_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")

@@ -152,3 +152,19 @@ class ClipSampler:
         else:
             indices = np.minimum(indices, num_frames - 1)
         return indices.astype(np.int64)
+
+
+class TimeReversed:
+    """Another sampler's frames in reverse order within every clip: [C, T] -> [C, T] with each
+    row flipped. The views hold exactly the frames they would hold, played backwards, so a model
+    that ignores frame order scores them identically; the score change measures reliance on the
+    arrow of time (test_models.py --reverse_time)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __repr__(self):
+        return f"TimeReversed({self.sampler!r})"
+
+    def __call__(self, num_frames, rng):
+        return np.ascontiguousarray(self.sampler(num_frames, rng)[:, ::-1])

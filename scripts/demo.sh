@@ -3,7 +3,8 @@
 #   1. generate the synthetic benchmark (tools/synthetic.py) into data/synthetic (kept if present)
 #   2. train a small TSN from scratch (TinyNet backbone, 8 segments, TRN consensus, 64 px) with
 #      progress bars, TensorBoard events and a text log
-#   3. test the best checkpoint with test_models.py (per-class accuracy, confusion matrix picture)
+#   3. test the best checkpoint with test_models.py (per-class accuracy, confusion matrix picture),
+#      then on the same views played backwards to measure its use of frame order
 # Settings can be overridden from the environment, e.g. EPOCHS=40 CONSENSUS=avg bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +31,19 @@ echo "== 2/3 training $RUN on the CPU"
 echo "== 3/3 testing the best checkpoint on the test list (2 clips x 3 crops)"
 "$PYTHON" test_models.py --weights "checkpoint/$RUN/ckpt.best.pth" --num_clips 2 --test_crops 3 -j "$WORKERS" \
   --save_dir "log/$RUN/test"
-"$PYTHON" - "log/$RUN/test/scores.npz" <<'PY'
+echo "   ... and on the same views played backwards (--reverse_time), to see whether it uses frame order"
+"$PYTHON" test_models.py --weights "checkpoint/$RUN/ckpt.best.pth" --num_clips 2 --test_crops 3 -j "$WORKERS" \
+  --reverse_time --no_progress --save_dir "log/$RUN/test_reversed"
+"$PYTHON" - "log/$RUN/test/scores.npz" "log/$RUN/test_reversed/scores.npz" <<'PY'
 import sys
 import numpy as np
 sys.path.insert(0, ".")
-from tools.synthetic import pair_direction_accuracy
-d = np.load(sys.argv[1])
+from tools.synthetic import pair_direction_accuracy, reversal_direction_accuracy
+d, r = np.load(sys.argv[1]), np.load(sys.argv[2])
 print(f"pair-direction accuracy {pair_direction_accuracy(d['scores'], d['labels']):.1f}% "
       "(time-reversed pairs told apart; 50% = blind to frame order)")
+print(f"reversal-direction accuracy {reversal_direction_accuracy(d['scores'], r['scores'], d['labels']):.1f}% "
+      "(each paired video against itself played backwards; exactly 50% = blind to frame order)")
 PY
 
 echo

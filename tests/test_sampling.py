@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ops.sampling import ClipSampler, DenseSampler, TSNSampler
+from ops.sampling import ClipSampler, DenseSampler, TimeReversed, TSNSampler
 
 
 def rng(seed=0):
@@ -180,3 +180,11 @@ def test_bad_settings():
         DenseSampler(100, window=64)
     with pytest.raises(ValueError, match="short"):
         ClipSampler(8, short="pad")
+
+
+@pytest.mark.parametrize("inner", [TSNSampler(4, mode="test", num_clips=2), ClipSampler(5, 2, "test", num_clips=3)])
+def test_time_reversed_plays_the_same_frames_backwards(inner):
+    forward, backward = inner(37, rng()), TimeReversed(inner)(37, rng())
+    assert backward.shape == forward.shape and backward.flags.c_contiguous
+    assert np.array_equal(backward, forward[:, ::-1])
+    assert repr(TimeReversed(inner)) == f"TimeReversed({inner!r})"

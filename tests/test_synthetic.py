@@ -234,3 +234,19 @@ def test_pair_direction_accuracy_scores_only_the_arrow_of_time():
     assert syn.pair_direction_accuracy(blind, labels) == pytest.approx(50.0)
     with pytest.raises(ValueError):
         syn.pair_direction_accuracy(scores[2:3], labels[2:3])
+
+
+def test_reversal_direction_accuracy_compares_each_video_with_its_reversal():
+    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
+    labels = np.array([left, right, ring, left])
+    scores, backwards = np.zeros((4, len(syn.CLASSES))), np.zeros((4, len(syn.CLASSES)))
+    scores[0, left], backwards[0, right] = 1, 1   # follows the arrow of time
+    scores[1, left], backwards[1, left] = 3, 1    # true class right, yet left wins by more forwards: wrong
+    scores[2, ring] = 5                           # appearance video: not counted
+    scores[3, left], backwards[3, left] = 2, 4    # margin grows when reversed: wrong
+    assert syn.reversal_direction_accuracy(scores, backwards, labels) == pytest.approx(100 / 3)
+    # Order-blind: identical scores forwards and backwards, exactly 50% whatever the scores are.
+    blind = np.random.default_rng(0).normal(size=(4, len(syn.CLASSES)))
+    assert syn.reversal_direction_accuracy(blind, blind, labels) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        syn.reversal_direction_accuracy(scores, backwards[:3], labels)

@@ -93,15 +93,32 @@ def test_two_processes_score_every_video_once(trained, tmp_path):
     assert np.allclose(ddp["scores"], single["scores"], atol=1e-5)
 
 
-def test_other_segment_count_on_a_k_sized_model_is_a_clear_error(tmp_path):
-    data = tmp_path / "colours"
+@pytest.fixture(scope="module")
+def trained_mlp(tmp_path_factory):
+    """A checkpoint whose consensus sees the segments in order (and is sized by their number)."""
+    data = tmp_path_factory.mktemp("colours_mlp")
     lists = make_colour_dataset(str(data), per_class=(4, 1))
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("run_mlp")
     main.main(base_args(data, lists, out, 1, "-j", "0", "--consensus_type", "MLP", "--img_feature_dim", "16"))
-    ckpt = next((out / "ckpt").glob("*/ckpt.pth"))
+    return str(next((out / "ckpt").glob("*/ckpt.pth"))), lists[1]
+
+
+def test_other_segment_count_on_a_k_sized_model_is_a_clear_error(trained_mlp, tmp_path):
+    ckpt, test_list = trained_mlp
     with pytest.raises(ValueError, match="sized for the 2 segments"):
-        test_models.main(["--weights", str(ckpt), "--test_list", lists[1], "--test_segments", "3", "-j", "0",
+        test_models.main(["--weights", ckpt, "--test_list", test_list, "--test_segments", "3", "-j", "0",
                           "--save_dir", str(tmp_path / "t"), "--no_progress"])
+
+
+def test_reverse_time_changes_only_what_frame_order_changes(trained, trained_mlp, tmp_path):
+    """Averaging consensus: the same frames backwards score the same; an MLP over the ordered
+    segments scores them differently."""
+    for (ckpt, test_list), blind in ((trained, True), (trained_mlp, False)):
+        _, forward, _ = run_test(tmp_path, [ckpt], test_list, "--num_clips", "2", name=f"f{blind}")
+        _, backward, metrics = run_test(tmp_path, [ckpt], test_list, "--num_clips", "2", "--reverse_time",
+                                        name=f"b{blind}")
+        assert metrics["reverse_time"] and np.array_equal(forward["indices"], backward["indices"])
+        assert np.allclose(forward["scores"], backward["scores"], atol=1e-5) == blind
 
 
 def test_sttnet_tested_at_another_segment_count(tmp_path):

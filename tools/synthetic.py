@@ -315,15 +315,40 @@ def write_video(frames, path, fps=FPS):
     os.replace(tmp, path)
 
 
+def _partners():
+    partner = {}
+    for a, b in PAIRS:
+        ia, ib = CLASSES.index(a), CLASSES.index(b)
+        partner[ia], partner[ib] = ib, ia
+    return partner
+
+
+def reversal_direction_accuracy(scores, reversed_scores, labels):
+    """Temporal reasoning measured on each video against its own time reversal, in %: over the
+    videos of the paired classes, how often the margin of the true class over its partner is
+    larger on the video than on the same frames played backwards (which show the partner class).
+    Ties count half, so a model blind to frame order scores exactly 50%; unlike
+    pair_direction_accuracy, appearance biases between test videos cancel out."""
+    partner = _partners()
+    scores, reversed_scores = np.asarray(scores, np.float64), np.asarray(reversed_scores, np.float64)
+    labels = np.asarray(labels)
+    if scores.shape != reversed_scores.shape:
+        raise ValueError(f"scores {scores.shape} and reversed scores {reversed_scores.shape} differ in shape")
+    rows = np.array([i for i, label in enumerate(labels) if int(label) in partner])
+    if not len(rows):
+        raise ValueError("no video of a paired class to score")
+    other = np.array([partner[int(labels[i])] for i in rows])
+    margin = scores[rows, labels[rows]] - scores[rows, other]
+    margin_reversed = reversed_scores[rows, labels[rows]] - reversed_scores[rows, other]
+    return float(100 * np.mean((margin > margin_reversed) + 0.5 * (margin == margin_reversed)))
+
+
 def pair_direction_accuracy(scores, labels):
     """Temporal reasoning alone, in %: over the videos of the paired classes, how often the true
     class scores above its time-reversed partner (ties count half). A model that ignores frame
     order sits at 50% here however well it learned the rest, so this separates "learned the
     pairs" from "learned the arrow of time" at any training budget."""
-    partner = {}
-    for a, b in PAIRS:
-        ia, ib = CLASSES.index(a), CLASSES.index(b)
-        partner[ia], partner[ib] = ib, ia
+    partner = _partners()
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     rows = [i for i, label in enumerate(labels) if int(label) in partner]
     if not rows:
