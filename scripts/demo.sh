@@ -50,3 +50,4 @@ echo
 echo "logs, args.json and TensorBoard events: log/$RUN/   (tensorboard --logdir log)"
 echo "checkpoints (last, best):               checkpoint/$RUN/ckpt.pth, ckpt.best.pth"
 echo "test metrics and confusion matrix:      log/$RUN/test/ (metrics.json, confusion.png)"
+echo "the same on the reversed views:         log/$RUN/test_reversed/"

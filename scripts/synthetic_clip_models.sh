@@ -30,9 +30,11 @@ for seed in $SEEDS; do
         "$PYTHON" main.py synthetic RGB --root_path "$DATA" --arch "$model" --clip_len 16 --frame_stride 2 \
             --crop_size 64 --scale_size 72 --dropout 0.5 -b 16 --optimizer adam --lr 1e-4 --wd 5e-4 --lr_type cos \
             --epochs "$EPOCHS" --seed "$seed" -j 4 --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"
-        "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --num_clips 10 --softmax \
-            -j 4 --no_progress --save_dir "$dir/test"
+        for view in test test_reversed; do   # test_reversed: the same views played backwards
+            "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --num_clips 10 \
+                --softmax -j 4 --no_progress --save_dir "$dir/$view" $([ "$view" = test ] || echo --reverse_time)
+        done
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs --reversal

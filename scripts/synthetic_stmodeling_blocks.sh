@@ -35,9 +35,11 @@ for seed in $SEEDS; do
             --img_feature_dim 256 --dropout 0.5 --crop_size 64 --scale_size 72 --no_partialbn -b "$BATCH" $OPTIM $EXTRA \
             --lr_type cos --epochs "$EPOCHS" --seed "$seed" -j 2 --no_progress \
             --root_model "$dir/ckpt" --root_log "$dir/log"
-        "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 2 --no_progress \
-            --save_dir "$dir/test"
+        for view in test test_reversed; do   # test_reversed: the same views played backwards
+            "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 2 \
+                --no_progress --save_dir "$dir/$view" $([ "$view" = test ] || echo --reverse_time)
+        done
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $BLOCKS --seeds $SEEDS --label block --pairs
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $BLOCKS --seeds $SEEDS --label block --pairs --reversal

@@ -58,9 +58,11 @@ for seed in $SEEDS; do
             --consensus_type avg --dropout 0.5 --crop_size "$CROP" --scale_size "$SCALE" --no_partialbn -b "$BATCH" \
             $OPTIM $EXTRA --lr_type cos --gd 20 --epochs "$EPOCHS" \
             --seed "$seed" -j 4 --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"
-        "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 4 \
-            --no_progress --save_dir "$dir/test"
+        for view in test test_reversed; do   # test_reversed: the same views played backwards
+            "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 4 \
+                --no_progress --save_dir "$dir/$view" $([ "$view" = test ] || echo --reverse_time)
+        done
     done
 done
 
-"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs --pretext rbrf_acc rbrc_acc
+"$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs --reversal --pretext rbrf_acc rbrc_acc

@@ -86,3 +86,26 @@ def test_pairs_column_reads_test_scores(tmp_path):
     header, row = read_csv(tmp_path / "results.csv")
     assert header[-1] == "pair_direction_acc" and row[-1] == "75.0 ± 25.0"
     assert "pair-direction acc. (50 = order-blind)" in (tmp_path / "summary.md").read_text()
+
+
+def test_reversal_column_compares_each_run_with_its_reversed_test(tmp_path):
+    from tools.synthetic import CLASSES
+    left, right = CLASSES.index("moving_left"), CLASSES.index("moving_right")
+    labels, indices = np.array([left, right]), np.array([0, 1])
+    for seed, uses_order in zip((0, 1), (True, False)):
+        make_run(tmp_path, seed, "TRN", 50.0)
+        forward = np.zeros((2, len(CLASSES)))
+        forward[0, left] = forward[1, right] = 1
+        backward = forward[:, [right if c == left else left if c == right else c for c in range(len(CLASSES))]] \
+            if uses_order else forward
+        for sub, scores in (("test", forward), ("test_reversed", backward)):
+            (tmp_path / f"seed{seed}" / "TRN" / sub).mkdir(exist_ok=True)
+            np.savez(tmp_path / f"seed{seed}" / "TRN" / sub / "scores.npz", scores=scores, labels=labels,
+                     indices=indices)
+    summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])
+    header, row = read_csv(tmp_path / "results.csv")
+    assert header[-1] == "reversal_direction_acc" and row[-1] == "75.0 ± 25.0"
+    np.savez(tmp_path / "seed1" / "TRN" / "test_reversed" / "scores.npz", scores=forward, labels=labels,
+             indices=indices[::-1])
+    with pytest.raises(ValueError, match="other videos"):
+        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])

@@ -248,5 +248,8 @@ def test_reversal_direction_accuracy_compares_each_video_with_its_reversal():
     # Order-blind: identical scores forwards and backwards, exactly 50% whatever the scores are.
     blind = np.random.default_rng(0).normal(size=(4, len(syn.CLASSES)))
     assert syn.reversal_direction_accuracy(blind, blind, labels) == pytest.approx(50.0)
+    # ... also when the second pass differs by float32 rounding (frames summed in another order)
+    rounding = blind * (1 + 1e-7 * np.random.default_rng(1).choice([-1, 1], size=blind.shape))
+    assert syn.reversal_direction_accuracy(blind, rounding, labels) == pytest.approx(50.0)
     with pytest.raises(ValueError):
         syn.reversal_direction_accuracy(scores, backwards[:3], labels)

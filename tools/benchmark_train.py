@@ -45,6 +45,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of bare and full")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="fp16 + GradScaler on CUDA, bf16 on CPU (both loops)")
+    p.add_argument("--channels_last", action="store_true",
+                   help="channels-last memory format for both models and inputs (as main.py --channels_last)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     if args.threads:
@@ -55,8 +57,9 @@ def main(argv=None):
     amp_dtype = None if not args.amp else (torch.float16 if device.type == "cuda" else torch.bfloat16)
 
     cfg = dict(arch=args.arch, num_class=c, num_segments=k, crop_size=s, dropout=0.5, no_partialbn=True)
-    model = build_model(cfg).to(device)
-    normalize = DeviceNormalize.from_spec(model.input_spec).to(device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = build_model(cfg).to(device, memory_format=fmt)
+    normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
     optimizer = torch.optim.SGD(build_param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)
     schedule = LRSchedule(optimizer, 0.01, "step", 1, args.iters)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
@@ -64,9 +67,9 @@ def main(argv=None):
     labels = torch.randint(0, c, (b,), device=device)
     batches = [(frames, labels, torch.arange(b), [])] * args.iters
 
-    bare = getattr(torchvision.models, args.arch)(num_classes=c).to(device)
+    bare = getattr(torchvision.models, args.arch)(num_classes=c).to(device, memory_format=fmt)
     bare_opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(b * k, 3, s, s, device=device)
+    x = torch.randn(b * k, 3, s, s, device=device).contiguous(memory_format=fmt)
 
     def run_full():
         train_one_epoch(model, batches, optimizer, schedule, scaler, normalize, device, 0, c, amp=args.amp,
@@ -96,7 +99,8 @@ def main(argv=None):
         times["full"].append(timed(run_full))
     med = {name: statistics.median(t) for name, t in times.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{args.arch}, K={k}, {s}x{s}, batch {b}, {'amp' if args.amp else 'fp32'}, {name}")
+    print(f"{args.arch}, K={k}, {s}x{s}, batch {b}, {'amp' if args.amp else 'fp32'}"
+          f"{', channels_last' if args.channels_last else ''}, {name}")
     print("| loop | ms / iteration | clips / s |")
     print("| --- | ---: | ---: |")
     for key in ("bare", "full"):

@@ -9,7 +9,10 @@ it into <out>/seed<s>/<name>/test/metrics.json. This reads the test top-1 of eac
 
 then prints summary.md. --pairs adds, for the synthetic benchmark, the pair-direction accuracy
 (tools/synthetic.pair_direction_accuracy on the runs' test/scores.npz: 50% = blind to frame
-order). --pretext adds, per name and metric, the last training epoch's value from
+order). --reversal adds the reversal-direction accuracy
+(tools/synthetic.reversal_direction_accuracy: each video's test/scores.npz against the same views
+played backwards, test_reversed/scores.npz from test_models.py --reverse_time; exactly 50% = blind
+to frame order). --pretext adds, per name and metric, the last training epoch's value from
 the runs' logs (<out>/seed<s>/<name>/log/*/log.txt), averaged over the seeds whose log reports it
 (empty when none does: that pretext task was not trained).
 
@@ -28,7 +31,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.synthetic import pair_direction_accuracy  # noqa: E402
+from tools.synthetic import pair_direction_accuracy, reversal_direction_accuracy  # noqa: E402
 
 
 def read_top1(out, name, seed):
@@ -54,13 +57,22 @@ def read_pair_accuracy(out, name, seed):
     return pair_direction_accuracy(data["scores"], data["labels"])
 
 
+def read_reversal_accuracy(out, name, seed):
+    """Reversal-direction accuracy of one run, from test/ and test_reversed/scores.npz."""
+    forward = np.load(f"{out}/seed{seed}/{name}/test/scores.npz")
+    backward = np.load(f"{out}/seed{seed}/{name}/test_reversed/scores.npz")
+    if not np.array_equal(forward["indices"], backward["indices"]):
+        raise ValueError(f"{out}/seed{seed}/{name}: test/ and test_reversed/ scored other videos")
+    return reversal_direction_accuracy(forward["scores"], backward["scores"], forward["labels"])
+
+
 def pretext_title(metric):
     """'rbrf_acc' -> 'train RBRF acc'."""
     task, _, stat = metric.partition("_")
     return f"train {task.upper()} {stat}".strip()
 
 
-def summarize(out, names, seeds, label="model", pretext=(), pairs=False):
+def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversal=False):
     """Write results.csv and summary.md into `out`; returns the text of summary.md."""
     rows, cells = [], []
     for name in names:
@@ -69,6 +81,9 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False):
         if pairs:
             pair = [read_pair_accuracy(out, name, s) for s in seeds]
             extra.append(f"{np.mean(pair):.1f} ± {np.std(pair):.1f}")
+        if reversal:
+            rev = [read_reversal_accuracy(out, name, s) for s in seeds]
+            extra.append(f"{np.mean(rev):.1f} ± {np.std(rev):.1f}")
         for metric in pretext:
             values = [v for v in (last_train_metric(out, name, s, metric) for s in seeds) if v is not None]
             extra.append(f"{np.mean(values):.3f}" if values else "")
@@ -77,10 +92,13 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False):
         cells.append([name, f"{mean:.1f} ± {std:.1f}", *extra])
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         csv.writer(f).writerows([[label, *[f"seed{s}" for s in seeds], "mean", "std",
-                                  *(["pair_direction_acc"] if pairs else []), *[f"train_{m}" for m in pretext]], *rows])
+                                  *(["pair_direction_acc"] if pairs else []),
+                                  *(["reversal_direction_acc"] if reversal else []),
+                                  *[f"train_{m}" for m in pretext]], *rows])
     # the shorter title leaves room for the pretext columns
     titles = [label, "test top-1 (mean ± std)" if pretext else "test top-1 (mean ± std over seeds)",
-              *(["pair-direction acc. (50 = order-blind)"] if pairs else []), *[pretext_title(m) for m in pretext]]
+              *(["pair-direction acc. (50 = order-blind)"] if pairs else []),
+              *(["reversal-direction acc. (50 = order-blind)"] if reversal else []), *[pretext_title(m) for m in pretext]]
     text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text)
@@ -97,8 +115,10 @@ def main(argv=None):
                    help="training metrics to add from the logs' last epoch (e.g. rbrf_acc rbrc_acc)")
     p.add_argument("--pairs", action="store_true",
                    help="add the synthetic benchmark's pair-direction accuracy (from test/scores.npz)")
+    p.add_argument("--reversal", action="store_true",
+                   help="add the reversal-direction accuracy (from test/ and test_reversed/scores.npz)")
     args = p.parse_args(argv)
-    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs))
+    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs, args.reversal))
 
 
 if __name__ == "__main__":
