@@ -114,6 +114,9 @@ def add_ssl_args(parser):
                    help="VTDL: temporal consistent augmentation, lambda ~ U(0, tca_max) (0 disables)")
     g.add_argument("--no_temporal_negative", action="store_true",
                    help="VTDL: leave out the same-video, different-time negative")
+    g.add_argument("--bn_splits", type=int, default=1,
+                   help="VTDL: BatchNorm groups per process; queries and shuffled keys are encoded in this many "
+                        "chunks with statistics of their own, which gives one process MoCo's shuffling BN")
     return g
 
 
@@ -191,10 +194,14 @@ def check_registered(args, parser):
 
 def check_args(args, parser):
     """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
-    positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq"]
+    positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq",
+                "bn_splits"]
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1 (got {getattr(args, name)})")
+    if args.bn_splits > args.batch_size:
+        parser.error(f"--bn_splits {args.bn_splits} is more BatchNorm groups than clips per process "
+                     f"(-b {args.batch_size})")
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
     if args.lr <= 0:

@@ -13,10 +13,14 @@ frames is cut in two halves, one clip per half, each repeating the last frame of
 of a single frame has no temporal negative and is an error.
 
 Under DDP the keys of every rank are gathered before they enter the queue (the queue is the same
-on every rank) and the key encoder uses MoCo's shuffling BN. In one process there is no shuffle:
-BatchNorm statistics are shared within the query batch and within the key batch.
+on every rank) and the key encoder uses MoCo's shuffling BN. Without it, key i and query i are
+normalised with the same batch's statistics, and the positive can be told from the queue's keys
+(other batches) through them instead of through the content. One process gets the same guard from
+`bn_splits` = G: queries and keys are encoded in G chunks with statistics of their own, the keys
+after a random permutation, as on G processes (with G = 1 there is a single group; training warns).
 """
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -136,8 +140,12 @@ class VTDL(nn.Module):
     Returns only `losses` and `metrics`; the queue and f_k change only in training mode."""
 
     def __init__(self, encoder, feature_dim, clip_len=16, frame_stride=4, crop_size=224, flip=True, dim=128,
-                 queue_size=5000, momentum=0.999, temperature=0.07, tca_max=0.1, temporal_negative=True):
+                 queue_size=5000, momentum=0.999, temperature=0.07, tca_max=0.1, temporal_negative=True,
+                 bn_splits=1):
         super().__init__()
+        if bn_splits < 1:
+            raise ValueError(f"bn_splits must be >= 1, got {bn_splits}")
+        self.bn_splits = bn_splits
         self.clip_len, self.frame_stride, self.crop_size, self.flip = clip_len, frame_stride, crop_size, flip
         self.momentum, self.temperature = momentum, temperature
         self.tca_max, self.temporal_negative = tca_max, temporal_negative
@@ -182,25 +190,38 @@ class VTDL(nn.Module):
     def embed_q(self, x):
         return F.normalize(self.head_q(self.forward_features(x)), dim=1)
 
+    def split(self, embed, x):
+        """embed(x) computed on `bn_splits` chunks of the batch, each with BatchNorm statistics of
+        its own, as on that many processes."""
+        return torch.cat([embed(chunk) for chunk in x.chunk(self.bn_splits)]) if self.training else embed(x)
+
     @torch.no_grad()
     def embed_k(self, x):
         return F.normalize(self.head_k(self._pool(self.encoder_k.forward_features(x))), dim=1)
 
     @torch.no_grad()
     def shuffled_keys(self, x):
-        """Keys of x [B, 3, T, H, W]. Under DDP, MoCo's shuffling BN: the key encoder sees a random
-        permutation of the global batch split across ranks, so the BatchNorm statistics behind key
-        i are not those of query i's batch (otherwise the pair can be matched through them); the
-        keys come back in the original order. One process, or eval mode (running statistics; the
-        ranks may hold different numbers of validation batches, so no collective may run): the
-        keys of x as they are."""
-        if not self.training or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        """Keys of x [B, 3, T, H, W], by MoCo's shuffling BN: the key encoder sees a random
+        permutation of the batch split into BatchNorm groups (the ranks under DDP, times
+        `bn_splits` chunks on each), so the statistics behind key i are not those of query i's
+        group (otherwise the pair can be matched through them); the keys come back in the
+        original order. One process with bn_splits = 1 has a single group and cannot shuffle.
+        Eval mode (running statistics; the ranks may hold different numbers of validation
+        batches, so no collective may run): the keys of x as they are."""
+        if not self.training:
             return self.embed_k(x)
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            if self.bn_splits == 1:
+                warnings.warn("VTDL trained on one process with bn_splits=1: keys share BatchNorm statistics "
+                              "with their queries, a shortcut MoCo-style training can exploit; --bn_splits 4 "
+                              "gives one process the shuffling BN of 4")
+            perm = torch.randperm(x.shape[0], device=x.device)
+            return self.split(self.embed_k, x[perm])[torch.argsort(perm)]
         x_all = concat_all_gather(x)
         perm = torch.randperm(x_all.shape[0], device=x.device)
         dist.broadcast(perm, 0)
         b, rank = x.shape[0], dist.get_rank()
-        keys = concat_all_gather(self.embed_k(x_all[perm[rank * b:(rank + 1) * b]]))
+        keys = concat_all_gather(self.split(self.embed_k, x_all[perm[rank * b:(rank + 1) * b]]))
         return keys[torch.argsort(perm)][rank * b:(rank + 1) * b]
 
     def forward(self, x):
@@ -209,13 +230,13 @@ class VTDL(nn.Module):
         query, key, negative = x.unbind(1)
         if self.training and self.tca_max > 0:
             query, key, negative = (temporal_consistent_augmentation(v, self.tca_max) for v in (query, key, negative))
-        q = self.embed_q(query)
+        q = self.split(self.embed_q, query)
         if self.training:
             self.momentum_update()
         k = self.shuffled_keys(key)
         logits = [(q * k).sum(1, keepdim=True), q @ self.queue.clone().detach().t()]
         if self.temporal_negative:
-            n = self.embed_q(negative)
+            n = self.split(self.embed_q, negative)
             logits.append((q * n).sum(1, keepdim=True))
         logits = torch.cat(logits, 1) / self.temperature
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
@@ -277,4 +298,5 @@ def vtdl(cfg):
     return VTDL(encoder, feature_dim, clip_len=clip_len, frame_stride=cfg.get("frame_stride", 4),
                 crop_size=crop, flip=not cfg.get("no_flip", False), dim=cfg.get("moco_dim", 128),
                 queue_size=queue_size, momentum=cfg.get("moco_m", 0.999), temperature=cfg.get("moco_t", 0.07),
-                tca_max=cfg.get("tca_max", 0.1), temporal_negative=not cfg.get("no_temporal_negative", False))
+                tca_max=cfg.get("tca_max", 0.1), temporal_negative=not cfg.get("no_temporal_negative", False),
+                bn_splits=cfg.get("bn_splits", 1))

@@ -134,6 +134,8 @@ def test_errors_are_one_line(data, tmp_path, capsys):
     assert "--arch 'resnet5'" in one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--arch", "resnet5"))
     err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--train_what", "last"))
     assert "--train_what last (linear probe) needs --tune_from" in err
+    err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--bn_splits", "5"))   # -b 4
+    assert "--bn_splits 5 is more BatchNorm groups than clips per process" in err
 
 
 def test_resumed_fine_tuned_linear_probe_keeps_groups_and_frozen_backbone(data, tmp_path):

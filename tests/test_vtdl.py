@@ -222,3 +222,25 @@ def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     ft = next((tmp_path / "ckpt").glob("*_ft/ckpt.pth"))
     stats = main.main(common + ["--tune_from", str(ft), "--evaluate", "--suffix", "test"])
     assert stats["num_videos"] == 2 and 0 <= stats["top1"] <= 100
+
+
+def test_one_process_bn_splits_shuffle_keys_across_batchnorm_groups():
+    """bn_splits=2 on one process: queries get per-chunk BatchNorm statistics, keys are encoded in
+    chunks of a random permutation and come back in order (MoCo's shuffling BN on 2 ranks)."""
+    torch.manual_seed(0)
+    model = tiny_vtdl(queue_size=10, bn_splits=2).train()
+    x = torch.randn(6, 3, 4, 16, 16)
+    chunked = torch.cat([model.embed_q(c) for c in x.chunk(2)])
+    assert torch.allclose(model.split(model.embed_q, x), chunked)
+    assert not torch.allclose(chunked, model.embed_q(x), atol=1e-4)     # whole-batch statistics differ
+    torch.manual_seed(1)
+    keys = model.shuffled_keys(x)
+    torch.manual_seed(1)
+    perm = torch.randperm(6)
+    expected = torch.cat([model.embed_k(c) for c in x[perm].chunk(2)])[torch.argsort(perm)]
+    assert torch.allclose(keys, expected, atol=1e-6)
+    assert torch.allclose(model.eval().split(model.embed_q, x), model.embed_q(x))   # eval: running statistics
+    with pytest.warns(UserWarning, match="bn_splits"):
+        tiny_vtdl(queue_size=10).train().shuffled_keys(x)
+    with pytest.raises(ValueError, match="bn_splits"):
+        tiny_vtdl(bn_splits=0)
