@@ -211,10 +211,11 @@ class VTDL(nn.Module):
         if not self.training:
             return self.embed_k(x)
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            if self.bn_splits == 1:
+            if self.bn_splits == 1:   # one group: a permutation would change nothing
                 warnings.warn("VTDL trained on one process with bn_splits=1: keys share BatchNorm statistics "
                               "with their queries, a shortcut MoCo-style training can exploit; --bn_splits 4 "
                               "gives one process the shuffling BN of 4")
+                return self.embed_k(x)
             perm = torch.randperm(x.shape[0], device=x.device)
             return self.split(self.embed_k, x[perm])[torch.argsort(perm)]
         x_all = concat_all_gather(x)
