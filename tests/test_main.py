@@ -110,6 +110,26 @@ def test_one_epoch_resume_one_epoch_equals_two_epochs(data, tmp_path):
     assert (run_dir(tmp_path, "log", 2, "eval") / "confusion_val.png").is_file()
 
 
+def test_compiled_training_matches_eager_and_saves_plain_keys(data, tmp_path):
+    """--compile (torch.compile, inductor on the CPU): the same weights as eager training up to float
+    rounding, and a checkpoint without the `_orig_mod.` wrapper prefix."""
+    root, lists = data
+    lists = [subset(lists[0], tmp_path / "train.txt", 2), subset(lists[1], tmp_path / "val.txt", 1)]
+    tiny = ["--lr", "0.01", "-j", "0", "--dropout", "0"]
+    weights = {}
+    for suffix in ("eager", "compiled"):
+        compile_flag = ["--compile"] if suffix == "compiled" else []
+        args = base_args(root, lists, tmp_path, 1, *tiny, "--suffix", suffix, *compile_flag)
+        args[args.index("resnet18")] = "tinynet"
+        main.main(args)
+        name = f"STTNet_custom_RGB_tinynet_avg_segment2_e1_{suffix}"
+        weights[suffix] = torch.load(tmp_path / "ckpt" / name / "ckpt.pth", weights_only=True)["model"]
+    assert weights["compiled"].keys() == weights["eager"].keys()
+    assert not any("_orig_mod" in k for k in weights["compiled"])
+    for key, value in weights["eager"].items():
+        assert torch.allclose(value.float(), weights["compiled"][key].float(), atol=1e-4), key
+
+
 def one_line_error(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         main.main(argv)
