@@ -81,7 +81,8 @@ def add_model_args(parser):
     g.add_argument("--scsa_heads", type=int, default=1, help="attention heads (d must divide by 2 x heads)")
     g.add_argument("--scsa_gamma", type=float, default=0.01, help="initial residual scale gamma of the aggregator")
     g.add_argument("--scsa_norm", action="store_true", help="pre-norm LayerNorm in the aggregator (off in the design)")
-    g.add_argument("--scsa_ffn", action="store_true", help="residual feed-forward block after the attention (off in the design)")
+    g.add_argument("--scsa_ffn", action="store_true",
+                   help="residual feed-forward block after the attention (off in the design)")
     # --- 3D clip models ---
     return g
 

@@ -98,7 +98,8 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
     # the shorter title leaves room for the pretext columns
     titles = [label, "test top-1 (mean ± std)" if pretext else "test top-1 (mean ± std over seeds)",
               *(["pair-direction acc. (50 = order-blind)"] if pairs else []),
-              *(["reversal-direction acc. (50 = order-blind)"] if reversal else []), *[pretext_title(m) for m in pretext]]
+              *(["reversal-direction acc. (50 = order-blind)"] if reversal else []),
+              *[pretext_title(m) for m in pretext]]
     text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text)
