@@ -9,7 +9,8 @@
 # Networks: CPC-Trans = ResNet-18 (256-d last stage) + 2-layer transformer + ConvGRU, N=5 steps at
 # stride 3; VTDL = R3D-18 on 8-frame clips at stride 2, queue 128, key-encoder momentum 0.99 (the
 # published 0.999 assumes ~10^5 steps: over the ~300 steps here the key encoder would stay ~75%
-# its random initialisation). Random init = the same networks without pre-training.
+# its random initialisation), shuffling BN over 4 groups of the batch on the one process
+# (--bn_splits 4). Random init = the same networks without pre-training.
 # Linear probe = logistic regression (scikit-learn) on frozen features from tools/extract_features.py
 # (5 clips per video averaged), fitted on the training list and scored on the test list.
 # Pretext accuracy (top-1 / top-5 of the InfoNCE retrieval, train and validation) is recorded per
@@ -61,7 +62,7 @@ for seed in $SEEDS; do
     # pre-training (same data, epochs and batch for both methods)
     "$PYTHON" main.py "${BASE[@]}" "${CPC[@]}" --ssl cpc_trans --pred_step 3 --optimizer adam --lr 1e-3 --wd 1e-5 \
         --epochs "$PRE_EPOCHS" --lr_type cos --seed "$seed" --root_model "$dir/ckpt_pre_cpc" --root_log "$dir/log_pre_cpc"
-    "$PYTHON" main.py "${BASE[@]}" "${VTDL[@]}" --ssl vtdl --moco_k 128 --moco_m 0.99 --optimizer sgd --lr 0.01 --wd 1e-4 \
+    "$PYTHON" main.py "${BASE[@]}" "${VTDL[@]}" --ssl vtdl --moco_k 128 --moco_m 0.99 --bn_splits 4 --optimizer sgd --lr 0.01 --wd 1e-4 \
         --epochs "$PRE_EPOCHS" --lr_type cos --seed "$seed" --root_model "$dir/ckpt_pre_vtdl" --root_log "$dir/log_pre_vtdl"
     cpc=$(best "$dir/ckpt_pre_cpc")
     vtdl=$(best "$dir/ckpt_pre_vtdl")
