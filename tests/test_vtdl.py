@@ -99,6 +99,7 @@ def test_tca_keeps_direction_and_scales_differences():
     assert not torch.allclose(out, clips)
 
 
+@pytest.mark.filterwarnings("ignore:VTDL trained on one process")
 def test_loss_metrics_and_state_only_change_in_training():
     torch.manual_seed(0)
     model = tiny_vtdl(queue_size=10)
@@ -199,6 +200,7 @@ def test_keys_are_gathered_from_every_rank_and_unshuffled(tmp_path):
         assert torch.allclose(shuffled, direct, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:VTDL trained on one process")
 def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     """main.py end to end on a tiny list: VTDL pre-training of r3d18, fine-tuning of the plain
     r3d18 from its checkpoint (only the classifier is new), then evaluation."""
