@@ -102,10 +102,15 @@ def test_reversal_column_compares_each_run_with_its_reversed_test(tmp_path):
             (tmp_path / f"seed{seed}" / "TRN" / sub).mkdir(exist_ok=True)
             np.savez(tmp_path / f"seed{seed}" / "TRN" / sub / "scores.npz", scores=scores, labels=labels,
                      indices=indices)
+            (tmp_path / f"seed{seed}" / "TRN" / sub / "metrics.json").write_text(json.dumps({"top1": 50.0,
+                                                                                            "num_clips": 1}))
     summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])
     header, row = read_csv(tmp_path / "results.csv")
     assert header[-1] == "reversal_direction_acc" and row[-1] == "75.0 ± 25.0"
+    (tmp_path / "seed0" / "TRN" / "test_reversed" / "metrics.json").write_text(json.dumps({"num_clips": 10}))
+    with pytest.raises(ValueError, match="other views"):
+        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])
     np.savez(tmp_path / "seed1" / "TRN" / "test_reversed" / "scores.npz", scores=forward, labels=labels,
              indices=indices[::-1])
     with pytest.raises(ValueError, match="other videos"):
-        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])
+        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "1", "--reversal"])

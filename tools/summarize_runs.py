@@ -57,12 +57,22 @@ def read_pair_accuracy(out, name, seed):
     return pair_direction_accuracy(data["scores"], data["labels"])
 
 
+PROTOCOL = ("num_clips", "test_crops", "twice_sample", "full_res", "softmax")  # views that must match
+
+
 def read_reversal_accuracy(out, name, seed):
     """Reversal-direction accuracy of one run, from test/ and test_reversed/scores.npz."""
-    forward = np.load(f"{out}/seed{seed}/{name}/test/scores.npz")
-    backward = np.load(f"{out}/seed{seed}/{name}/test_reversed/scores.npz")
+    run = f"{out}/seed{seed}/{name}"
+    forward, backward = np.load(f"{run}/test/scores.npz"), np.load(f"{run}/test_reversed/scores.npz")
     if not np.array_equal(forward["indices"], backward["indices"]):
-        raise ValueError(f"{out}/seed{seed}/{name}: test/ and test_reversed/ scored other videos")
+        raise ValueError(f"{run}: test/ and test_reversed/ scored other videos")
+    protocols = []
+    for sub in ("test", "test_reversed"):
+        with open(f"{run}/{sub}/metrics.json") as f:
+            metrics = json.load(f)
+        protocols.append({k: metrics.get(k) for k in PROTOCOL})
+    if protocols[0] != protocols[1]:
+        raise ValueError(f"{run}: test/ and test_reversed/ used other views: {protocols[0]} vs {protocols[1]}")
     return reversal_direction_accuracy(forward["scores"], backward["scores"], forward["labels"])
 
 
