@@ -193,7 +193,9 @@ class VTDL(nn.Module):
     def split(self, embed, x):
         """embed(x) computed on `bn_splits` chunks of the batch, each with BatchNorm statistics of
         its own, as on that many processes."""
-        return torch.cat([embed(chunk) for chunk in x.chunk(self.bn_splits)]) if self.training else embed(x)
+        if not self.training or self.bn_splits == 1:
+            return embed(x)
+        return torch.cat([embed(chunk) for chunk in x.chunk(self.bn_splits)])
 
     @torch.no_grad()
     def embed_k(self, x):

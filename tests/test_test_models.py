@@ -121,7 +121,7 @@ def test_reverse_time_changes_only_what_frame_order_changes(trained, trained_mlp
         assert np.allclose(forward["scores"], backward["scores"], atol=1e-5) == blind
 
 
-def test_sttnet_tested_at_another_segment_count(tmp_path):
+def test_sttnet_tested_at_another_segment_count(tmp_path, capsys):
     """STTNet's positional table is resampled on load, so --test_segments works on its checkpoints."""
     data = tmp_path / "colours"
     lists = make_colour_dataset(str(data), per_class=(2, 1), frames=4, size=(32, 40))
@@ -131,3 +131,4 @@ def test_sttnet_tested_at_another_segment_count(tmp_path):
     save, scores, metrics = run_test(tmp_path, [str(ckpt)], lists[1], "--test_segments", "3", "--num_clips", "2",
                                      "--test_crops", "3")
     assert metrics["num_videos"] == scores["scores"].shape[0] > 0 and np.isfinite(scores["scores"]).all()
+    assert "TSNSampler(num_segments=3," in capsys.readouterr().out   # run at the new K, not the trained 2

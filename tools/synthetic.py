@@ -315,12 +315,20 @@ def write_video(frames, path, fps=FPS):
     os.replace(tmp, path)
 
 
-def _partners():
+def _pair_margins(labels, *score_sets):
+    """For the videos of the paired classes, the score of the true class minus that of its
+    time-reversed partner, one array per score set ([N, classes] each)."""
     partner = {}
     for a, b in PAIRS:
         ia, ib = CLASSES.index(a), CLASSES.index(b)
         partner[ia], partner[ib] = ib, ia
-    return partner
+    labels = np.asarray(labels)
+    rows = np.array([i for i, label in enumerate(labels) if int(label) in partner], dtype=np.int64)
+    if not len(rows):
+        raise ValueError("no video of a paired class to score")
+    other = np.array([partner[int(labels[i])] for i in rows])
+    return [np.asarray(s, np.float64)[rows, labels[rows]] - np.asarray(s, np.float64)[rows, other]
+            for s in score_sets]
 
 
 def reversal_direction_accuracy(scores, reversed_scores, labels):
@@ -329,17 +337,9 @@ def reversal_direction_accuracy(scores, reversed_scores, labels):
     larger on the video than on the same frames played backwards (which show the partner class).
     Ties (equal up to float32 rounding) count half, so a model blind to frame order scores exactly
     50%; unlike pair_direction_accuracy, appearance biases between test videos cancel out."""
-    partner = _partners()
-    scores, reversed_scores = np.asarray(scores, np.float64), np.asarray(reversed_scores, np.float64)
-    labels = np.asarray(labels)
-    if scores.shape != reversed_scores.shape:
-        raise ValueError(f"scores {scores.shape} and reversed scores {reversed_scores.shape} differ in shape")
-    rows = np.array([i for i, label in enumerate(labels) if int(label) in partner])
-    if not len(rows):
-        raise ValueError("no video of a paired class to score")
-    other = np.array([partner[int(labels[i])] for i in rows])
-    margin = scores[rows, labels[rows]] - scores[rows, other]
-    margin_reversed = reversed_scores[rows, labels[rows]] - reversed_scores[rows, other]
+    if np.shape(scores) != np.shape(reversed_scores):
+        raise ValueError(f"scores {np.shape(scores)} and reversed scores {np.shape(reversed_scores)} differ in shape")
+    margin, margin_reversed = _pair_margins(labels, scores, reversed_scores)
     # An order-blind model's two passes differ only by float32 summation order: that is a tie.
     tie = np.isclose(margin, margin_reversed, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(scores).max()))
     return float(100 * np.mean(np.where(tie, 0.5, margin > margin_reversed)))
@@ -350,14 +350,8 @@ def pair_direction_accuracy(scores, labels):
     class scores above its time-reversed partner (ties count half). A model that ignores frame
     order sits at 50% here however well it learned the rest, so this separates "learned the
     pairs" from "learned the arrow of time" at any training budget."""
-    partner = _partners()
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    rows = [i for i, label in enumerate(labels) if int(label) in partner]
-    if not rows:
-        raise ValueError("no video of a paired class to score")
-    true = scores[rows, labels[rows]]
-    other = scores[rows, [partner[int(labels[i])] for i in rows]]
-    return float(100 * np.mean((true > other) + 0.5 * (true == other)))
+    margin, = _pair_margins(labels, scores)
+    return float(100 * np.mean((margin > 0) + 0.5 * (margin == 0)))
 
 
 def order_agnostic_ceiling(counts):
