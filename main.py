@@ -30,11 +30,20 @@ from ops.transforms import DeviceNormalize
 
 
 def run_name(args):
-    """STTNet_<dataset>_<modality>_<arch>_<consensus>_segment<K>_e<epochs>[_suffix]; the model
-    family (sttnet, ...) prefixes the arch and the SSL method replaces the consensus."""
-    arch = args.arch if args.model == "tsn" or args.arch in MODELS or args.ssl else f"{args.model}-{args.arch}"
-    head = args.ssl or args.consensus_type
-    name = f"STTNet_{args.dataset}_{args.modality}_{arch}_{head}_segment{args.num_segments}_e{args.epochs}"
+    """STTNet_<dataset>_<modality>_<arch>_<consensus>_segment<K>_e<epochs>[_suffix] for 2D models, where
+    the model family (sttnet, ...) prefixes the arch and TSM's shift follows it as in TSM's names
+    (resnet50_shift8_blockres[_tpool]); a 3D clip model has no segments or consensus:
+    STTNet_<dataset>_<modality>_<arch>_clip<T>[_stride<s>]_e<epochs>; an SSL method replaces the consensus."""
+    clip_model = args.arch in MODELS
+    arch = args.arch if args.model == "tsn" or clip_model or args.ssl else f"{args.model}-{args.arch}"
+    if args.shift:
+        arch += f"_shift{args.shift_div}_{args.shift_place}" + ("_tpool" if args.temporal_pool else "")
+    if clip_model:
+        frames = f"clip{args.clip_len}" + (f"_stride{args.frame_stride}" if args.frame_stride != 1 else "")
+    else:
+        frames = f"segment{args.num_segments}"
+    head = [args.ssl] if args.ssl else [] if clip_model else [args.consensus_type]
+    name = "_".join(["STTNet", args.dataset, args.modality, arch, *head, frames, f"e{args.epochs}"])
     return f"{name}_{args.suffix}" if args.suffix else name
 
 

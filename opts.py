@@ -54,6 +54,15 @@ def add_model_args(parser):
     g.add_argument("--pretrained_weights", default=None, help="local file of torchvision-format weights")
     g.add_argument("--no_partialbn", "--npb", dest="no_partialbn", action="store_true",
                    help="train every BatchNorm (default: freeze all but the first, TSN's partial BN)")
+    # --- TSM's temporal shift (ops/temporal_shift.py) ---
+    g.add_argument("--shift", action="store_true",
+                   help="TSM: shift channels between neighbouring frames in every block of a ResNet backbone")
+    g.add_argument("--shift_div", type=int, default=8,
+                   help="TSM: 1/shift_div of the channels move forward in time and 1/shift_div backward")
+    g.add_argument("--shift_place", default="blockres", choices=["blockres", "block"],
+                   help="TSM: shift inside the residual branch (blockres) or before the whole block (block)")
+    g.add_argument("--temporal_pool", action="store_true",
+                   help="TSM: max-pool time by 2 before layer2 (needs --shift; K/2 segments reach the consensus)")
     # --- stmodeling blocks (issue: spatio-temporal blocks) ---
     g.add_argument("--rnn_hidden_size", type=int, default=256,
                    help="hidden size of RNN blocks (BLSTM: half per direction)")
@@ -193,6 +202,22 @@ def check_registered(args, parser):
                      f"{', '.join(CONSENSUS.names())} (names are case-sensitive)")
 
 
+def check_shift(args, parser):
+    """TSM's options apply to the torchvision ResNets inside TSN-family models."""
+    if args.temporal_pool and not args.shift:
+        parser.error("--temporal_pool is part of TSM's shift: give --shift as well")
+    if not args.shift:
+        return
+    if not args.arch.startswith("resnet") or args.ssl:
+        parser.error(f"--shift: TSM's temporal shift is defined for the ResNet backbones "
+                     f"(resnet18/34/50/101), not --arch {args.arch}" + (f" with --ssl {args.ssl}" if args.ssl else ""))
+    if args.shift_div < 2:
+        parser.error(f"--shift_div must be >= 2 (two folds of C/shift_div channels move; got {args.shift_div})")
+    if args.temporal_pool and (args.model != "tsn" or args.num_segments % 2 or args.new_length != 1):
+        parser.error("--temporal_pool halves the segments inside the backbone: it needs --model tsn, an even "
+                     f"--num_segments and --new_length 1 (got {args.model}, {args.num_segments}, {args.new_length})")
+
+
 def check_args(args, parser):
     """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
     positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq",
@@ -213,6 +238,7 @@ def check_args(args, parser):
             and args.arch != "cpc_trans_ft" and not args.resume:
         parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
     check_registered(args, parser)
+    check_shift(args, parser)
     if args.resume and args.tune_from:
         parser.error("--resume continues a run and --tune_from starts a new one: give one of them")
     if args.pretrain == "imagenet" and not args.pretrained_weights:

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ops.registry import BACKBONES, CONSENSUS, MODELS
+from ops.temporal_shift import make_temporal_shift
 
 
 @dataclass
@@ -58,13 +59,16 @@ class TSN(nn.Module):
     """
 
     def __init__(self, backbone, num_class, num_segments, consensus="avg", new_length=1, dropout=0.5,
-                 img_feature_dim=256, partial_bn=True, crop_size=224, scale_size=None, consensus_opts=None):
+                 img_feature_dim=256, partial_bn=True, crop_size=224, scale_size=None, temporal_pool=False,
+                 consensus_opts=None):
         super().__init__()
         self.num_class, self.num_segments, self.new_length = num_class, num_segments, new_length
+        # TSM's temporal pooling inside the backbone leaves K / 2 segments for the consensus.
+        self.out_segments = num_segments // 2 if temporal_pool else num_segments
         self.base_model = backbone
         self.feature_dim = backbone.feature_dim
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.consensus = CONSENSUS.create(consensus, num_segments=num_segments, in_dim=self.feature_dim,
+        self.consensus = CONSENSUS.create(consensus, num_segments=self.out_segments, in_dim=self.feature_dim,
                                           num_class=num_class, img_feature_dim=img_feature_dim,
                                           **(consensus_opts or {}))
         self.partial_bn = partial_bn
@@ -89,13 +93,14 @@ class TSN(nn.Module):
         return self
 
     def extract_maps(self, x):
-        """[B, K*L, 3, H, W] -> backbone maps [B, K, C, h, w] (the L frames of a segment averaged)."""
+        """[B, K*L, 3, H, W] -> backbone maps [B, K, C, h, w] (the L frames of a segment averaged;
+        K / 2 segments after TSM's temporal pooling)."""
         if x.dim() != 5 or x.shape[1] != self.num_segments * self.new_length:
             raise ValueError(f"{type(self).__name__} expects [B, {self.num_segments * self.new_length}, 3, H, W] "
                              f"(K={self.num_segments} x L={self.new_length}), got {list(x.shape)}")
         b = x.shape[0]
         maps = self.base_model(x.flatten(0, 1))
-        maps = maps.view(b, self.num_segments, self.new_length, *maps.shape[1:])
+        maps = maps.view(b, self.out_segments, self.new_length, *maps.shape[1:])
         return maps[:, :, 0] if self.new_length == 1 else maps.mean(dim=2)
 
     def process_maps(self, maps):
@@ -125,8 +130,14 @@ def block_options(name, cfg):
 
 
 def build_backbone(cfg):
+    """The 2D backbone `arch` (ImageNet weights loaded first, under torchvision's names), with TSM's
+    temporal shift over the K x L frames of a clip when `shift` is set."""
     weights = cfg.get("pretrained_weights") if cfg.get("pretrain") == "imagenet" else None
-    return BACKBONES.create(cfg["arch"], pretrained_weights=weights)
+    net = BACKBONES.create(cfg["arch"], pretrained_weights=weights)
+    if cfg.get("shift"):
+        make_temporal_shift(net, cfg["num_segments"] * cfg.get("new_length", 1), cfg["shift_div"],
+                            cfg["shift_place"], cfg.get("temporal_pool", False))
+    return net
 
 
 def tsn_kwargs(cfg):
@@ -136,7 +147,7 @@ def tsn_kwargs(cfg):
                 consensus=cfg.get("consensus_type", "avg"), new_length=cfg.get("new_length", 1),
                 dropout=cfg.get("dropout", 0.5), img_feature_dim=cfg.get("img_feature_dim", 256),
                 partial_bn=not cfg.get("no_partialbn", False), crop_size=crop_size,
-                scale_size=cfg.get("scale_size"),
+                scale_size=cfg.get("scale_size"), temporal_pool=bool(cfg.get("shift") and cfg.get("temporal_pool")),
                 consensus_opts=block_options(cfg.get("consensus_type", "avg"), cfg))
 
 

@@ -180,3 +180,16 @@ def test_resumed_fine_tuned_linear_probe_keeps_groups_and_frozen_backbone(data, 
             assert not torch.equal(value, first["model"][key]), key  # the classifier learned on
         elif key in src:
             assert torch.equal(value, src[key]), key                  # backbone and its BN statistics never moved
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--arch", "i3d", "--clip_len", "32"], "STTNet_custom_RGB_i3d_clip32_e50"),
+    (["--arch", "c3d", "--frame_stride", "2"], "STTNet_custom_RGB_c3d_clip16_stride2_e50"),
+    (["--arch", "resnet50", "--shift", "--shift_div", "4", "--shift_place", "block", "--temporal_pool"],
+     "STTNet_custom_RGB_resnet50_shift4_block_tpool_avg_segment8_e50"),
+    (["--arch", "resnet18", "--model", "sttnet", "--num_segments", "4"], "STTNet_custom_RGB_sttnet-resnet18_avg_segment4_e50"),
+])
+def test_run_names_say_what_shaped_the_model(flags, name):
+    """Clip models are named by their clip, not by segments and a consensus they do not have."""
+    args = main.build_train_parser().parse_args(["custom", "RGB", "--model", "tsn", *flags])
+    assert main.run_name(args) == name

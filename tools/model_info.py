@@ -156,17 +156,20 @@ def model_label(cfg):
     if cfg["arch"] in MODELS:
         return cfg["arch"]
     if cfg["model"] in ("tsn", "sttnet"):
-        return f"{cfg['model']} ({cfg['arch']}, {cfg['consensus_type']})"
+        shift = f" + shift 1/{cfg['shift_div']} {cfg['shift_place']}" if cfg.get("shift") else ""
+        return f"{cfg['model']} ({cfg['arch']}{shift}, {cfg['consensus_type']})"
     return cfg["model"]
 
 
 def registry_configs(argv=()):
     """One run configuration per registered model at its usual input: each 2D backbone in TSN,
-    STTNet on main.py's default backbone, each clip model, each pre-training / fine-tuning model."""
+    TSM (TSN + temporal shift on ResNet-50), STTNet on main.py's default backbone, each clip model,
+    each pre-training / fine-tuning model."""
     configs = []
     for name in MODELS.names():
         if name == "tsn":
             configs += [run_config(argv, model="tsn", arch=backbone) for backbone in BACKBONES.names()]
+            configs.append(run_config(argv, model="tsn", arch="resnet50", shift=True))
         else:
             settings = REFERENCE_SETTINGS.get(name, {})
             configs.append(run_config(argv, **{"model": name, **settings}))
