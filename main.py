@@ -116,7 +116,7 @@ def main(argv=None):
                   data_format=dataset_cfg.data_format, list_order=dataset_cfg.list_order,
                   image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size)
     config.pop("local_rank")
-    log = RunLog(log_dir, enabled=dist.is_main)
+    log = RunLog(log_dir, rank=dist.rank)
     log.save_json("args_evaluate.json" if args.evaluate else "args.json", ckpt.plain(config))
     log.text(f"=> run {store_name} on {dist.world_size} process(es), device {device}")
 

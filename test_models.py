@@ -11,6 +11,7 @@ are split between processes and gathered by video index, so each counts exactly 
 """
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -23,10 +24,13 @@ from ops.data import build_dataset, build_loader
 from ops.dataset import BadSampleError, SkipCounter
 from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
+from ops.logging_setup import setup_logging, teardown_logging
 from ops.models import build_model
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
+
+logger = logging.getLogger("test_models")
 
 
 def build_parser():
@@ -134,9 +138,8 @@ def evaluate_checkpoint(path, args, dist):
         dataset.sampler = TimeReversed(dataset.sampler)
     loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
                           pin_memory=dist.device.type == "cuda")
-    if dist.is_main:
-        print(f"=> {path}: {cfg.get('model')}/{cfg.get('arch')} on {len(dataset)} videos of {test_list}\n"
-              f"   {dataset.sampler!r}\n   {dataset.transform!r}")
+    logger.info(f"=> {path}: {cfg.get('model')}/{cfg.get('arch')} on {len(dataset)} videos of {test_list}\n"
+                f"   {dataset.sampler!r}\n   {dataset.transform!r}")
     normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
     amp = (torch.float16 if dist.device.type == "cuda" else torch.bfloat16) if args.amp else None
     # CPC-Trans's protocol is the mean of softmax over its windows (ssl.md).
@@ -145,8 +148,8 @@ def evaluate_checkpoint(path, args, dist):
                                                amp_dtype=amp, chunk=args.max_views,
                                                progress=dist.is_main and not args.no_progress)
     skipped = gather_names(skipped)
-    if skipped and dist.is_main:
-        print(f"=> {SkipCounter.report(skipped)}")
+    if skipped:
+        logger.info(f"=> {SkipCounter.report(skipped)}")
     indices, scores, labels = gather_predictions(indices, scores, labels)
     return indices, scores, labels, dataset, dataset_cfg
 
@@ -155,6 +158,7 @@ def main(argv=None):
     parser = build_parser()
     args = check_args(parser.parse_args(argv), parser)
     dist = du.init_distributed(args.local_rank)
+    setup_logging(rank=dist.rank)
     coeff = args.coeff or [1.0] * len(args.weights)
     total, ref = None, None
     for path, weight in zip(args.weights, coeff):
@@ -168,6 +172,7 @@ def main(argv=None):
     indices, labels, dataset, dataset_cfg = ref
     if dist.is_main:
         report(args, total, indices, labels, dataset, dataset_cfg)
+    teardown_logging()
     du.cleanup()
 
 
@@ -176,8 +181,8 @@ def report(args, scores, indices, labels, dataset, dataset_cfg):
     metrics = compute_metrics(scores, labels, num_class)
     views = (f"{args.num_clips} clip(s) x {args.test_crops} crop(s)" + (" twice-sampled" if args.twice_sample else "")
              + (" time-reversed" if args.reverse_time else ""))
-    print(f"=> {metrics['num_videos']} videos, {views}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
-          f"mean class accuracy {metrics['mean_class_acc']:.2f}%")
+    logger.info(f"=> {metrics['num_videos']} videos, {views}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
+                f"mean class accuracy {metrics['mean_class_acc']:.2f}%")
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(args.weights[0])),
                                              f"test_{args.num_clips}x{args.test_crops}"
                                              + ("_reversed" if args.reverse_time else ""))
@@ -200,7 +205,7 @@ def report(args, scores, indices, labels, dataset, dataset_cfg):
                    reverse_time=args.reverse_time)
     with open(os.path.join(save_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")
+    logger.info(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")
 
 
 if __name__ == "__main__":

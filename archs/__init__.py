@@ -4,9 +4,12 @@ A backbone maps frames [N, 3, H, W] to feature maps [N, C, h, w] (no pooling) an
 `feature_dim` (C) and `input_spec` (a dict of the normalisation it expects: mean, std, bgr,
 value_scale). Weights are never downloaded: `load_pretrained` reads a local file.
 """
+import logging
 import os
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def load_pretrained(net, path):
@@ -29,7 +32,7 @@ def load_pretrained(net, path):
         raise ValueError(f"{path} does not fit {type(net).__name__}: missing {sorted(missing)[:5]}"
                          f"{'...' if len(missing) > 5 else ''}, unexpected {sorted(unexpected)[:5]}"
                          f"{'...' if len(unexpected) > 5 else ''}")
-    print(f"=> loaded pretrained backbone weights from {path} ({len(state)} tensors)")
+    logger.info(f"=> loaded pretrained backbone weights from {path} ({len(state)} tensors)")
     return net
 
 

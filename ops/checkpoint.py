@@ -6,6 +6,7 @@ A checkpoint holds `model` (the bare model's state dict: no DDP `module.` or tor
 test_models.py rebuilds the model without parsing file names). Everything is tensors and plain
 Python types, so `torch.load(weights_only=True)` reads it.
 """
+import logging
 import os
 import random
 from collections import Counter
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+logger = logging.getLogger(__name__)
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -200,10 +203,10 @@ def load_for_finetune(model, path):
     model.load_state_dict(selected, strict=False)
     report = {"loaded": sorted(selected), "missing": sorted(own_keys - set(selected)),
               "unexpected": sorted(unexpected), "mismatched": sorted(mismatched), "resampled": sorted(resampled)}
-    print(f"=> fine-tuning from {path}: loaded {len(report['loaded'])}/{len(own_keys)} tensors")
+    logger.info(f"=> fine-tuning from {path}: loaded {len(report['loaded'])}/{len(own_keys)} tensors")
     for name in ("resampled", "mismatched", "missing", "unexpected"):
         if report[name]:
             shown = report[name][:10]
             more = f" ... (+{len(report[name]) - 10})" if len(report[name]) > 10 else ""
-            print(f"   {name} ({len(report[name])}): {', '.join(shown)}{more}")
+            logger.info(f"   {name} ({len(report[name])}): {', '.join(shown)}{more}")
     return report

@@ -8,6 +8,7 @@ GradScaler on CUDA and bf16 autocast on CPU. Every model-reported loss and metri
 the epoch (over all ranks) and logged as train/<name>.
 """
 import json
+import logging
 import math
 import os
 import time
@@ -19,7 +20,10 @@ from tqdm import tqdm
 
 from ops import distributed as du
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict
+from ops.logging_setup import setup_logging, teardown_logging
 from ops.models import as_output
+
+logger = logging.getLogger(__name__)
 
 
 def amp_dtype(device, amp):
@@ -90,22 +94,19 @@ class LRSchedule:
 
 
 class RunLog:
-    """Text log (log.txt) and TensorBoard scalars in the run's log folder; silent off rank 0."""
+    """The run's log folder: log.txt (through `logging`, so library records land there too; see
+    ops/logging_setup.py) and TensorBoard scalars. Only rank 0 writes; other ranks show warnings."""
 
-    def __init__(self, folder, enabled=True):
-        self.folder, self.enabled, self.writer = folder, enabled, None
-        if enabled:
-            os.makedirs(folder, exist_ok=True)
+    def __init__(self, folder, rank=0):
+        self.folder, self.enabled, self.writer = folder, rank == 0, None
+        setup_logging(os.path.join(folder, "log.txt"), rank)
+        if self.enabled:
             from tensorboardX import SummaryWriter
             self.writer = SummaryWriter(logdir=folder)
 
     def text(self, line, echo=True):
-        if not self.enabled:
-            return
-        with open(os.path.join(self.folder, "log.txt"), "a") as f:
-            f.write(line + "\n")
-        if echo:
-            tqdm.write(line)
+        """One line in log.txt, and on the console when `echo`."""
+        logger.info(line, extra={"console": echo})
 
     def scalars(self, prefix, values, step):
         if not self.enabled:
@@ -123,6 +124,7 @@ class RunLog:
     def close(self):
         if self.writer is not None:
             self.writer.close()
+        teardown_logging()
 
 
 def forward_input(x, keep_views):

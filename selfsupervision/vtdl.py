@@ -20,6 +20,7 @@ normalised with the same batch's statistics, and the positive can be told from t
 after a random permutation, as on G processes (with G = 1 there is a single group; training warns).
 """
 import copy
+import logging
 import warnings
 
 import numpy as np
@@ -31,6 +32,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ops.registry import MODELS
+
+logger = logging.getLogger(__name__)
 
 
 class TemporalPairSampler:
@@ -296,7 +299,7 @@ def vtdl(cfg):
     clip_len, crop = cfg.get("clip_len", 16), encoder.input_spec.crop_size
     feature_dim, removed = strip_unused(encoder, torch.zeros(1, 3, clip_len, crop, crop))
     if removed:
-        print(f"=> VTDL: {cfg['arch']} parameters outside forward_features left out: {', '.join(removed)}")
+        logger.info(f"=> VTDL: {cfg['arch']} parameters outside forward_features left out: {', '.join(removed)}")
     queue_size = cfg.get("moco_k") or QUEUE_SIZES.get(cfg.get("dataset"), 5000)
     return VTDL(encoder, feature_dim, clip_len=clip_len, frame_stride=cfg.get("frame_stride", 4),
                 crop_size=crop, flip=not cfg.get("no_flip", False), dim=cfg.get("moco_dim", 128),

@@ -145,10 +145,11 @@ def test_hooks_give_three_views_of_two_clips():
     assert idx.shape == (2, 4)
 
 
-def test_pretrained_backbone_lands_in_the_plain_clip_model(tmp_path, capsys):
+def test_pretrained_backbone_lands_in_the_plain_clip_model(tmp_path, caplog):
+    caplog.set_level("INFO")
     cfg = dict(ssl="vtdl", arch="r3d18", num_class=5, crop_size=32, clip_len=4, frame_stride=1, moco_k=8)
     ssl = build_model(cfg)
-    assert "fc.weight" in capsys.readouterr().out                  # the unused classifier is left out
+    assert "fc.weight" in caplog.text                  # the unused classifier is left out
     assert not any(k.startswith("encoder_q.fc.") for k in ssl.state_dict())
     path = save_checkpoint(make_checkpoint(ssl, config=cfg), str(tmp_path / "vtdl.pth"))
     clip = build_model(dict(cfg, ssl=None))
@@ -221,6 +222,8 @@ def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     main.main(common + ["--tune_from", str(pre), "--suffix", "ft"])
     out = capsys.readouterr().out
     assert "missing (2): fc.bias, fc.weight" in out and "encoder_k." in out
+    log = next((tmp_path / "log").glob("*_ft/log.txt")).read_text()   # the fine-tune report is in the run's log
+    assert log.count("missing (2): fc.bias, fc.weight") == 1 and "=> fine-tuning from" in log
     ft = next((tmp_path / "ckpt").glob("*_ft/ckpt.pth"))
     stats = main.main(common + ["--tune_from", str(ft), "--evaluate", "--suffix", "test"])
     assert stats["num_videos"] == 2 and 0 <= stats["top1"] <= 100

@@ -21,6 +21,7 @@ on standardised training features and scores it on the videos just extracted:
 """
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -34,11 +35,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ops.checkpoint import load_checkpoint, load_for_finetune  # noqa: E402
 from ops.data import build_dataset, build_loader  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
+from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import build_model  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 
 # Pre-training method -> the model whose features it pre-trains (None: the plain --arch model).
 FEATURE_MODEL = {"cpc_trans": "cpc_trans_ft", "vtdl": None}
+
+logger = logging.getLogger("extract_features")
 
 
 def feature_model(path, random_init=False, seed=0):
@@ -55,7 +59,7 @@ def feature_model(path, random_init=False, seed=0):
     torch.manual_seed(seed)
     model = build_model(cfg)
     if random_init:
-        print(f"=> {type(model).__name__} with random weights (seed {seed}): {path} only gives the configuration")
+        logger.info(f"=> {type(model).__name__} with random weights (seed {seed}): {path} only gives the configuration")
     elif ssl:
         load_for_finetune(model, path)
     else:
@@ -146,6 +150,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    setup_logging()
     if args.clips < 1:
         raise SystemExit("--clips must be >= 1")
     model, cfg = feature_model(args.checkpoint, args.random_init, args.seed)

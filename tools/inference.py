@@ -11,7 +11,7 @@ checkpoint was trained on. Headless machines cannot show a window, so --out writ
 the prediction drawn on every frame: an mp4 (PyAV) or, for a .gif name, a GIF (Pillow).
 """
 import argparse
-import contextlib
+import logging
 import os
 import sys
 from types import SimpleNamespace
@@ -27,11 +27,14 @@ from ops.data import default_sampler, default_transform  # noqa: E402
 from ops.dataset import BadSampleError, RawFrameReader, make_reader  # noqa: E402
 from ops.dataset_configs import get_dataset_config, read_class_names  # noqa: E402
 from ops.evaluation import average_views  # noqa: E402
+from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import as_output, build_model  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 
 CLIP_MODEL_TEST_CLIPS = 10
 GIF_MAX_FRAMES = 150
+
+logger = logging.getLogger("inference")
 
 
 def load_model(path, device="cpu"):
@@ -45,8 +48,7 @@ def load_model(path, device="cpu"):
                          "classifier; fine-tune it first (--tune_from)")
     # The weights come from the checkpoint: do not look for the ImageNet file used at training time.
     cfg.update(pretrain="none", pretrained_weights=None, tune_from="")
-    with contextlib.redirect_stdout(sys.stderr):   # builders' notes stay off the prediction output
-        model = build_model(cfg)
+    model = build_model(cfg)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg
 
@@ -71,7 +73,7 @@ def class_names(cfg, path=None):
         names = list(dataset.class_names) if dataset is not None and dataset.class_names else None
         source = f"dataset {cfg.get('dataset')!r} (root {cfg.get('root_path')!r})"
     if names is None:
-        print(f"note: no class names found for {source}; pass --class_names FILE", file=sys.stderr)
+        logger.warning(f"no class names found for {source}; pass --class_names FILE")
         return [f"class {i}" for i in range(num_class)]
     if len(names) != num_class:
         raise ValueError(f"{source} has {len(names)} class names but the model has {num_class} classes")
@@ -178,6 +180,7 @@ def main(argv=None):
     if not os.path.exists(args.video):
         p.error(f"no such video file or frame folder: {args.video}")
 
+    setup_logging(stream="stderr")   # notes on stderr, off the prediction output
     model, cfg = load_model(args.checkpoint, args.device)
     names = class_names(cfg, args.class_names)
     reader = make_video_reader(args.video, cfg, args.decoder, args.image_tmpl)
