@@ -7,6 +7,8 @@ nothing deeper in the code reads a global `args`.
 import argparse
 import os
 
+VIDEO_DECODERS = ("decord", "pyav", "torchcodec")   # ops.dataset.READERS
+
 
 def add_data_args(parser):
     g = parser.add_argument_group("data")
@@ -21,7 +23,8 @@ def add_data_args(parser):
     g.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split (ucf101, hmdb51)")
     g.add_argument("--data_format", default=None, choices=["rawframes", "video"],
                    help="frames in folders or videos decoded on the fly (default: the dataset's)")
-    g.add_argument("--decoder", default="decord", choices=["decord", "pyav"], help="video decoder")
+    g.add_argument("--decoder", default="decord", choices=VIDEO_DECODERS,
+                   help="video decoder (torchcodec needs FFmpeg's shared libraries: `make ffmpeg`)")
     g.add_argument("--list_order", default=None, choices=["path_frames_label", "path_label_frames"],
                    help="field order of the list files (default: the dataset's)")
     g.add_argument("--image_tmpl", default=None, help="frame file name template, e.g. img_{:05d}.jpg")

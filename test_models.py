@@ -29,6 +29,7 @@ from ops.models import build_model
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
+from opts import VIDEO_DECODERS
 
 logger = logging.getLogger("test_models")
 
@@ -44,7 +45,7 @@ def build_parser():
     p.add_argument("--test_list", default=None, help="list file to test on (default: the dataset's test list)")
     p.add_argument("--root_path", default=None, help="dataset root (default: the checkpoint's)")
     p.add_argument("--data_format", default=None, choices=["rawframes", "video"], help="default: the checkpoint's")
-    p.add_argument("--decoder", default=None, choices=["decord", "pyav"], help="default: the checkpoint's")
+    p.add_argument("--decoder", default=None, choices=VIDEO_DECODERS, help="default: the checkpoint's")
     p.add_argument("--test_segments", type=int, default=None,
                    help="segments per clip (2D models) or frames per clip (3D models); default: as trained")
     p.add_argument("--num_clips", type=int, default=1, help="clips per video, spread evenly over it")

@@ -157,7 +157,14 @@ def _stack(video, frames, inverse):
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise BadSampleError(video, None, f"frames differ in size: {sorted(shapes)}")
-    return np.stack(frames)[inverse]
+    return _gather(np.stack(frames), inverse)
+
+
+def _gather(frames, inverse):
+    """frames[inverse], without the copy when every frame is used once, in order."""
+    if len(inverse) == len(frames) and np.array_equal(inverse, np.arange(len(frames))):
+        return frames
+    return frames[inverse]
 
 
 def _has_torchvision_jpeg():
@@ -238,9 +245,114 @@ class RawFrameReader:
         return _stack(path, frames, inverse)
 
 
+def _read_at(f, offset, size):
+    f.seek(offset)
+    return f.read(size)
+
+
+def _ebml_vint(data):
+    """(value, length) of the EBML variable-size integer at the start of data (value None: unknown size)."""
+    if not data or data[0] == 0:
+        return None, 0
+    length = 9 - data[0].bit_length()
+    value = int.from_bytes(data[:length], "big") & ((1 << (7 * length)) - 1)
+    return (None if value == (1 << (7 * length)) - 1 else value), length
+
+
+def container_truncation(path):
+    """Why a video file is shorter than its container says, or None.
+
+    Decoders stop quietly at a cut-off end: decord indexes the 91 frames left of an AVI whose header
+    declares 164 and returns a damaged last frame. The container's own size fields tell it from the
+    first bytes, for every decoder alike: the RIFF chunks of AVI, the top-level boxes of mp4/mov,
+    the Segment of Matroska/WebM (not when written with an unknown size, as live recordings are).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+            offset = 0
+            while offset + 8 <= size:   # AVI files over 1 GB continue in further RIFF chunks
+                chunk = _read_at(f, offset, 8)
+                if chunk[:4] != b"RIFF":
+                    break
+                end = offset + 8 + int.from_bytes(chunk[4:8], "little")
+                if end > size:
+                    return f"truncated file: {size} bytes, its AVI header declares {end}"
+                offset = end + (end & 1)
+            return None
+        if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+            offset = 0
+            while offset + 8 <= size:
+                box = _read_at(f, offset, 16)
+                box_size = int.from_bytes(box[:4], "big")
+                if box_size == 1:
+                    box_size = int.from_bytes(box[8:16], "big")
+                if box_size == 0:   # the last box runs to the end of the file
+                    return None
+                if box_size < 8:
+                    return f"damaged mp4: box of {box_size} bytes at byte {offset}"
+                if offset + box_size > size:
+                    return (f"truncated file: {size} bytes, its mp4 box '{box[4:8].decode('latin-1')}' "
+                            f"ends at byte {offset + box_size}")
+                offset += box_size
+            return None
+        if head[:4] == b"\x1a\x45\xdf\xa3":
+            header_size, n = _ebml_vint(head[4:12])
+            if header_size is None:
+                return None
+            offset = 4 + n + header_size
+            segment = _read_at(f, offset, 12)
+            if segment[:4] != b"\x18\x53\x80\x67":
+                return None
+            segment_size, n = _ebml_vint(segment[4:12])
+            if segment_size is not None and offset + 4 + n + segment_size > size:
+                return f"truncated file: {size} bytes, its Matroska segment ends at byte {offset + 4 + n + segment_size}"
+    return None
+
+
+def _check_video_file(path):
+    """BadSampleError unless path is a non-empty file of the length its container declares."""
+    if not os.path.isfile(path):
+        raise BadSampleError(path, None, "no such video file")
+    if os.path.getsize(path) == 0:
+        raise BadSampleError(path, None, "empty file (0 bytes)")
+    problem = container_truncation(path)
+    if problem:
+        raise BadSampleError(path, None, problem)
+
+
+def avi_reorders_frames(path, packets=64):
+    """True for an AVI file whose frames are stored out of display order (MPEG-4 B-frames, often
+    "packed"). AVI keeps no presentation times, so the times FFmpeg guesses for these are off by
+    one near every B-frame: decord's seeking and torchcodec's frame index then return neighbouring
+    frames (frame 3 for 13, frame i - 1 for i; seen on real clips). Only a decode in order is exact."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"AVI ":
+            return False
+    import av
+    with av.open(path) as container:
+        if not container.streams.video:
+            return False
+        for i, packet in enumerate(container.demux(container.streams.video[0])):
+            if i >= packets:
+                break
+            if packet.pts is not None and packet.dts is not None and packet.pts != packet.dts:
+                return True
+    return False
+
+
+def _check_range(path, unique, total):
+    if unique[0] < 0 or unique[-1] >= total:
+        bad = int(unique[-1] if unique[-1] >= total else unique[0])
+        raise BadSampleError(path, bad, f"outside the video's {total} frames")
+
+
 class DecordReader:
-    """Videos decoded on the fly with decord (frame-accurate seeking, one thread per worker).
-    decord 0.6 fails on some frame widths (16, 24, 48, 72 px seen): PyAVReader reads those."""
+    """Videos decoded with decord (one thread per worker). decord's last release is from 2021; its
+    known defects are caught: a cut-off file (it reads what is left; checked from the container's
+    sizes), AVI files with B-frames (its seeks return wrong frames: read in order with PyAV), and
+    some frame widths it mis-converts (16, 24, 48, 72 px seen: a wrong shape is an error)."""
 
     def __init__(self, num_threads=1):
         self.num_threads = num_threads
@@ -263,22 +375,24 @@ class DecordReader:
         import decord
         unique, inverse = _unique(indices)
         reader = self._open(path)
-        total = len(reader)
-        if unique[0] < 0 or unique[-1] >= total:
-            bad = int(unique[-1] if unique[-1] >= total else unique[0])
-            raise BadSampleError(path, bad, f"outside the video's {total} frames")
+        _check_range(path, unique, len(reader))
+        if avi_reorders_frames(path):
+            return PyAVReader().read_in_order(path, unique, inverse)
         try:
             frames = reader.get_batch(unique.tolist()).asnumpy()
         except (decord.DECORDError, RuntimeError) as e:
             raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()}: {_first_line(e)}") from None
         if frames.ndim != 4 or frames.shape[0] != len(unique) or frames.shape[-1] != 3:
             raise BadSampleError(path, None, f"decord returned frames of shape {frames.shape}")
-        return frames[inverse]
+        return _gather(frames, inverse)
 
 
 class PyAVReader:
-    """Videos decoded with PyAV, sequentially from the start up to the last frame needed
-    (frame-exact whatever the key-frame layout; slower than decord on long sparse reads)."""
+    """Videos decoded with PyAV (FFmpeg), one thread. A first pass over the packets (no decoding)
+    gives every frame's timestamp and the key frames; each needed frame is then decoded from the
+    key frame before it (seeking there unless decoding on is shorter), and frames are identified by
+    their timestamps, so the result equals a decode from the start. Files without usable
+    timestamps (AVI with B-frames, packets without times) are decoded in order from the start."""
 
     def __repr__(self):
         return "PyAVReader()"
@@ -294,18 +408,39 @@ class PyAVReader:
         if not container.streams.video:
             container.close()
             raise BadSampleError(path, None, "no video stream")
+        container.streams.video[0].codec_context.thread_count = 1   # one per DataLoader worker, like decord
         return container
 
+    @staticmethod
+    def _index(path, container, stream):
+        """(sorted timestamps of the frames, display positions of the key frames), or None when
+        the timestamps cannot identify frames."""
+        import av
+        if container.format.name == "avi" and avi_reorders_frames(path):
+            return None
+        stamps, keys = [], []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    return None
+                stamps.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except av.FFmpegError as e:
+            raise BadSampleError(path, len(stamps), f"cannot read packets: {_first_line(e)}") from None
+        order = np.sort(np.array(stamps, np.int64))
+        if len(order) == 0 or np.any(np.diff(order) == 0) or not keys:
+            return None
+        return order, np.searchsorted(order, np.sort(np.array(keys, np.int64)))
+
     def num_frames(self, path):
-        """The container's frame count, or its number of video packets when it stores none
-        (no decoding; `read` raises if the video ends earlier than this)."""
+        """The number of video packets that hold a frame (no decoding; `read` raises if fewer decode)."""
         import av
         with self._open(path) as container:
-            stream = container.streams.video[0]
-            if stream.frames > 0:
-                return stream.frames
             try:
-                return sum(1 for packet in container.demux(stream) if packet.size)
+                return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
             except av.FFmpegError as e:
                 raise BadSampleError(path, None, f"cannot read packets: {_first_line(e)}") from None
 
@@ -314,29 +449,112 @@ class PyAVReader:
         unique, inverse = _unique(indices)
         if unique[0] < 0:
             raise BadSampleError(path, int(unique[0]), "negative frame index")
+        with self._open(path) as container:
+            stream = container.streams.video[0]
+            index = self._index(path, container, stream)
+            if index is None:
+                return self._decode_in_order(path, container, unique, inverse)
+            stamps, keys = index
+            _check_range(path, unique, len(stamps))
+            position = {int(s): i for i, s in enumerate(stamps)}
+            out, frames, at = None, None, -1
+            try:
+                for slot, target in enumerate(unique.tolist()):
+                    key = int(keys[np.searchsorted(keys, target, side="right") - 1])
+                    if frames is None or not key <= at < target:
+                        container.seek(int(stamps[key]), backward=True, any_frame=False, stream=stream)
+                        frames, at = container.decode(stream), -1
+                    for frame in frames:
+                        at = position.get(frame.pts, -1)
+                        if at >= target:
+                            break
+                    if at != target:
+                        raise BadSampleError(path, target, f"not decodable (decoding reached frame {at})")
+                    image = frame.to_ndarray(format="rgb24")
+                    if out is None:
+                        out = np.empty((len(unique),) + image.shape, np.uint8)
+                    elif image.shape != out.shape[1:]:
+                        raise BadSampleError(path, target, f"frame size {image.shape} differs from {out.shape[1:]}")
+                    out[slot] = image
+            except av.FFmpegError as e:
+                raise BadSampleError(path, target, f"cannot decode: {_first_line(e)}") from None
+        return _gather(out, inverse)
+
+    def read_in_order(self, path, unique, inverse):
+        """Decode from the start in decoding order up to the last needed frame."""
+        with self._open(path) as container:
+            return self._decode_in_order(path, container, unique, inverse)
+
+    @staticmethod
+    def _decode_in_order(path, container, unique, inverse):
+        import av
         wanted, last = set(unique.tolist()), int(unique[-1])
         frames, decoded = {}, 0
-        with self._open(path) as container:
-            try:
-                for frame in container.decode(video=0):
-                    if decoded in wanted:
-                        frames[decoded] = frame.to_ndarray(format="rgb24")
-                    decoded += 1
-                    if decoded > last:
-                        break
-            except av.FFmpegError as e:
-                raise BadSampleError(path, decoded, f"cannot decode: {_first_line(e)}") from None
+        container.seek(0)
+        try:
+            for frame in container.decode(video=0):
+                if decoded in wanted:
+                    frames[decoded] = frame.to_ndarray(format="rgb24")
+                decoded += 1
+                if decoded > last:
+                    break
+        except av.FFmpegError as e:
+            raise BadSampleError(path, decoded, f"cannot decode: {_first_line(e)}") from None
         if decoded <= last:
             first_missing = int(unique[unique >= decoded][0])
             raise BadSampleError(path, first_missing, f"outside the video's {decoded} decodable frames")
         return _stack(path, [frames[i] for i in unique.tolist()], inverse)
 
 
-def _check_video_file(path):
-    if not os.path.isfile(path):
-        raise BadSampleError(path, None, "no such video file")
-    if os.path.getsize(path) == 0:
-        raise BadSampleError(path, None, "empty file (0 bytes)")
+class TorchCodecReader:
+    """Videos decoded with torchcodec, PyTorch's maintained decoder (needs FFmpeg's shared
+    libraries on the system: `make ffmpeg` installs them).
+    Exact seek mode: one scan of the packets indexes every frame, then each needed frame is decoded
+    from the key frame before it. AVI files with B-frames are decoded in order with PyAV (see
+    avi_reorders_frames); a cut-off file is caught from its container's sizes."""
+
+    def __init__(self, num_threads=1):
+        self.num_threads = num_threads
+        check_torchcodec()
+
+    def __repr__(self):
+        return f"TorchCodecReader(num_threads={self.num_threads})"
+
+    def _open(self, path):
+        from torchcodec.decoders import VideoDecoder
+        _check_video_file(path)
+        try:
+            return VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=self.num_threads,
+                                dimension_order="NHWC")
+        except (RuntimeError, ValueError) as e:
+            raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
+
+    def num_frames(self, path):
+        return len(self._open(path))
+
+    def read(self, path, indices):
+        unique, inverse = _unique(indices)
+        decoder = self._open(path)
+        _check_range(path, unique, len(decoder))
+        if avi_reorders_frames(path):
+            return PyAVReader().read_in_order(path, unique, inverse)
+        try:
+            frames = decoder.get_frames_at(unique.tolist()).data.numpy()
+        except (RuntimeError, ValueError) as e:
+            raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()}: {_first_line(e)}") from None
+        return _gather(frames, inverse)
+
+
+def check_torchcodec():
+    """ImportError saying what to install when torchcodec or the FFmpeg libraries it loads are missing."""
+    try:
+        import torchcodec
+    except (ImportError, OSError, RuntimeError) as e:
+        raise ImportError(f"--decoder torchcodec needs the torchcodec package (pip install torchcodec): "
+                          f"{_first_line(e)}") from None
+    if torchcodec.ffmpeg_major_version is None:
+        raise ImportError("--decoder torchcodec needs FFmpeg's shared libraries (4 to 8): `make ffmpeg` "
+                          "(apt-get install ffmpeg), or --decoder pyav / decord")
 
 
 def _first_line(error):
@@ -344,7 +562,7 @@ def _first_line(error):
     return text[0] if text else type(error).__name__
 
 
-READERS = {"decord": DecordReader, "pyav": PyAVReader}
+READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
 
 
 def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder="decord"):

@@ -146,7 +146,7 @@ def broken_videos(root, tmp_path_factory):
 
 @pytest.mark.parametrize("decoder", sorted(DECODERS))
 @pytest.mark.parametrize("name,message", [
-    ("truncated.mp4", "cannot open video"),
+    ("truncated.mp4", "truncated file: .* bytes, its mp4 box .mdat. ends at byte"),
     ("empty.mp4", r"empty file \(0 bytes\)"),
     ("garbage.mp4", "cannot open video"),
     ("missing.mp4", "no such video file"),
@@ -162,9 +162,9 @@ def test_bad_videos(broken_videos, decoder, name, message):
 
 @pytest.mark.parametrize("decoder", sorted(DECODERS))
 def test_truncated_video_with_index_first(broken_videos, decoder):
-    # the header survives, so the video may open; its last frames must not
+    # the header survives, so decoders would open it; the container's sizes tell it is cut
     path = str(broken_videos / "faststart.mp4")
-    with pytest.raises(BadSampleError, match="cannot open video|cannot decode") as e:
+    with pytest.raises(BadSampleError, match="truncated file") as e:
         DECODERS[decoder]().read(path, [0, 19])
     assert e.value.video == path
 

@@ -73,23 +73,27 @@ def available_codec():
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def write_video(path, frames, fps=25, codec=None, gop_size=12, faststart=False):
-    """Write frames [T, H, W, 3] (even H and W) as a video file with PyAV; returns path.
-    faststart puts the mp4 index first, so a truncated copy still opens and fails only later."""
+def write_video(path, frames, fps=25, codec=None, gop_size=12, faststart=False, bframes=0, first_pts=0):
+    """Write frames [T, H, W, 3] (even H and W) as a video file with PyAV; returns path. The
+    container follows the extension (mp4, avi, mkv, webm: give codec='libvpx' for webm).
+    faststart puts the mp4 index first, so a truncated copy still opens and fails only later.
+    bframes > 0 stores frames out of display order; first_pts > 0 starts the timestamps there."""
     codec = codec or available_codec()
     num_frames, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p video needs even sides, got {height}x{width}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # high quality and no B-frames, so decoders return frames in display order without surprises
-    options = {"crf": "18", "bf": "0"} if codec == "libx264" else {"qscale": "2"}
+    options = {"crf": "18"} if codec == "libx264" else {"qscale": "2"} if codec == "mpeg4" else {}
+    options["bf"] = str(bframes)
     with av.open(path, mode="w", options={"movflags": "faststart"} if faststart else None) as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.gop_size = gop_size
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        for t, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            picture.pts = first_pts + t
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

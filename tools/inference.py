@@ -30,6 +30,7 @@ from ops.evaluation import average_views  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import as_output, build_model  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
+from opts import VIDEO_DECODERS  # noqa: E402
 
 CLIP_MODEL_TEST_CLIPS = 10
 GIF_MAX_FRAMES = 150
@@ -169,7 +170,7 @@ def main(argv=None):
     p.add_argument("--num_clips", type=int, default=None,
                    help=f"test clips (default: 1 for 2D models, {CLIP_MODEL_TEST_CLIPS} for 3D clip models)")
     p.add_argument("--test_crops", type=int, default=1, choices=[1, 3, 5, 10], help="crops per clip")
-    p.add_argument("--decoder", default=None, choices=["decord", "pyav"], help="video decoder (default: the run's)")
+    p.add_argument("--decoder", default=None, choices=VIDEO_DECODERS, help="video decoder (default: the run's)")
     p.add_argument("--image_tmpl", default=None, help="frame file names of a folder (default: the run's)")
     p.add_argument("--topk", type=int, default=5, help="classes listed")
     p.add_argument("--out", default=None, help="write the annotated video here (.mp4 via PyAV, .gif via Pillow)")

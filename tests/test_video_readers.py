@@ -1,0 +1,153 @@
+"""Every video reader returns exactly the frames of a decode from the start, on every container,
+and names a cut-off or undecodable file."""
+import os
+
+import av
+import numpy as np
+import pytest
+
+from ops.dataset import (READERS, BadSampleError, DecordReader, PyAVReader, TorchCodecReader, avi_reorders_frames,
+                         check_torchcodec, container_truncation, make_reader)
+from opts import VIDEO_DECODERS
+from tests.videogen import frame_indices_of, make_frames, truncate_file, write_video
+
+H, W, N = 32, 40, 40  # decord 0.6 mis-converts some widths (16, 24, 48, 72); 40 is safe
+
+
+def _torchcodec_missing():
+    try:
+        check_torchcodec()
+        return None
+    except ImportError as e:
+        return str(e)
+
+
+TORCHCODEC = pytest.param("torchcodec", marks=pytest.mark.skipif(
+    _torchcodec_missing() is not None, reason=f"optional decoder missing: {_torchcodec_missing()}"))
+DECODERS = ["decord", "pyav", TORCHCODEC]
+
+# name -> (file name, write_video keywords): every container, B-frames, timestamps not from 0
+VIDEOS = {
+    "mp4": ("v.mp4", {}),
+    "mp4 b-frames, from 3": ("vb.mp4", {"bframes": 2, "first_pts": 3}),
+    "avi": ("v.avi", {"codec": "mpeg4"}),
+    "avi b-frames": ("vb.avi", {"codec": "mpeg4", "bframes": 2}),   # like real Xvid clips: times from 1
+    "mkv from 5": ("v.mkv", {"bframes": 2, "first_pts": 5}),
+    "webm from 4": ("v.webm", {"codec": "libvpx", "first_pts": 4}),
+}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("containers")
+    frames = make_frames(N, H, W)
+    return {name: write_video(str(root / file), frames, gop_size=10, **kw) for name, (file, kw) in VIDEOS.items()}
+
+
+def decode_all(path):
+    with av.open(path) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_readers_return_the_frames_of_a_sequential_decode(videos, decoder, name):
+    path = videos[name]
+    truth = decode_all(path)
+    assert frame_indices_of(truth) == list(range(N))   # the file itself is right
+    reader = make_reader("video", decoder=decoder)
+    assert reader.num_frames(path) == N
+    rng = np.random.default_rng(0)
+    index_sets = [rng.choice(N, size=k, replace=False) for k in (1, 3, 8)] + \
+                 [np.sort(rng.choice(N, size=8, replace=False)), np.arange(12, 28), [N - 1, 0, 7, 7, 7, 30]]
+    for indices in index_sets:
+        frames = reader.read(path, indices)
+        assert frames.shape == (len(indices), H, W, 3) and frames.dtype == np.uint8
+        assert frame_indices_of(frames) == list(indices), (name, decoder)
+        # same pixels as the sequential decode (decord converts colours with its own rounding)
+        assert np.abs(frames.astype(int) - truth[indices].astype(int)).max() <= (0 if decoder == "pyav" else 3)
+
+
+def test_avi_with_b_frames_is_detected(videos):
+    assert avi_reorders_frames(videos["avi b-frames"])
+    assert not avi_reorders_frames(videos["avi"])
+    assert not avi_reorders_frames(videos["mp4 b-frames, from 3"])
+
+
+def test_pyav_seeks_instead_of_decoding_from_the_start(videos, monkeypatch):
+    decoded = []
+    original = av.container.InputContainer.decode
+
+    def counting(self, *args, **kwargs):
+        for frame in original(self, *args, **kwargs):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
+    frames = PyAVReader().read(videos["mp4"], [35, 36])
+    assert frame_indices_of(frames) == [35, 36]
+    assert len(decoded) <= 7   # from the key frame at 30, not 37 frames from the start
+
+
+# ---- cut-off and broken files ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cut(videos, tmp_path_factory):
+    """The first 60% of each container's bytes (a download that stopped)."""
+    root = tmp_path_factory.mktemp("cut")
+    out = {}
+    for name in ("mp4", "avi", "mkv from 5", "webm from 4"):
+        data = open(videos[name], "rb").read()
+        out[name] = str(root / os.path.basename(videos[name]))
+        with open(out[name], "wb") as f:
+            f.write(data[:len(data) * 6 // 10])
+    frames = make_frames(N, H, W)
+    out["mp4 faststart"] = write_video(str(root / "fast.mp4"), frames, faststart=True)
+    truncate_file(out["mp4 faststart"], os.path.getsize(out["mp4 faststart"]) * 6 // 10)
+    return out
+
+
+def test_container_sizes_tell_a_cut_file(videos, cut):
+    for path in videos.values():
+        assert container_truncation(path) is None
+    for name, path in cut.items():
+        assert "truncated file" in (container_truncation(path) or ""), name
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("name", ["mp4", "avi", "mkv from 5", "webm from 4", "mp4 faststart"])
+def test_cut_file_is_a_named_error_for_every_decoder(cut, decoder, name):
+    """decord alone reads the first half of a cut AVI as a whole video; no reader may."""
+    path = cut[name]
+    reader = make_reader("video", decoder=decoder)
+    for call in (lambda: reader.read(path, [0, 1]), lambda: reader.num_frames(path)):
+        with pytest.raises(BadSampleError, match="truncated file|cannot open video") as e:
+            call()
+        assert e.value.video == path and str(e.value).startswith(path)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_frame_past_the_end(videos, decoder):
+    with pytest.raises(BadSampleError, match=f"frame {N} .*outside the video's {N}"):
+        make_reader("video", decoder=decoder).read(videos["avi"], [3, N])
+
+
+def test_registry_and_missing_torchcodec(monkeypatch):
+    assert tuple(READERS) == VIDEO_DECODERS
+    assert READERS["decord"] is DecordReader and READERS["torchcodec"] is TorchCodecReader
+    import builtins
+    real_import = builtins.__import__
+
+    def no_torchcodec(name, *args, **kwargs):
+        if name.startswith("torchcodec"):
+            raise ImportError("No module named 'torchcodec'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchcodec)
+    with pytest.raises(ImportError, match="--decoder torchcodec needs the torchcodec package"):
+        make_reader("video", decoder="torchcodec")
+    monkeypatch.undo()
+    torchcodec = pytest.importorskip("torchcodec")
+    monkeypatch.setattr(torchcodec, "ffmpeg_major_version", None)
+    with pytest.raises(ImportError, match="needs FFmpeg's shared libraries .*make ffmpeg"):
+        make_reader("video", decoder="torchcodec")
