@@ -8,6 +8,7 @@ models, or self-supervised pre-training (--ssl).
 Logs (log.txt, args.json, TensorBoard events) go to <root_log>/<run name>/, checkpoints
 (ckpt.pth = last, ckpt.best.pth = best validation) to <root_model>/<run name>/.
 """
+import logging
 import os
 import random
 import sys
@@ -18,8 +19,8 @@ import torch
 from opts import build_train_parser, check_args
 from ops import checkpoint as ckpt
 from ops import distributed as du
-from ops.data import build_dataset, build_loader
-from ops.dataset import BadSampleError, SkipCounter
+from ops.data import build_dataset, build_loader, preflight
+from ops.dataset import BadSampleError, SkipCounter, SkipLimitError, check_skip_ceiling
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
@@ -116,6 +117,8 @@ def main(argv=None):
                   data_format=dataset_cfg.data_format, list_order=dataset_cfg.list_order,
                   image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size)
     config.pop("local_rank")
+    if dist.is_main:  # pre-flight: an unwritable or full disk fails now, not after an epoch
+        ckpt.check_writable(log_dir, what="log folder")
     log = RunLog(log_dir, rank=dist.rank)
     log.save_json("args_evaluate.json" if args.evaluate else "args.json", ckpt.plain(config))
     log.text(f"=> run {store_name} on {dist.world_size} process(es), device {device}")
@@ -142,6 +145,16 @@ def main(argv=None):
         parser.error(str(err))
     if not args.evaluate:
         log.text(f"=> {len(train_set)} training and {len(val_set)} validation videos\n{train_set!r}", echo=False)
+    # Pre-flight: one item of each list through the real pipeline, and room for the checkpoints.
+    for dataset in (val_set,) if args.evaluate else (train_set, val_set):
+        preflight(dataset, args.max_skip_fraction)
+    if dist.is_main and not args.evaluate:
+        slots = 2 if args.optimizer in ("adam", "adamw") else 1
+        ckpt.check_writable(model_dir, 2 * ckpt.state_bytes(model, slots), what="checkpoint folder")  # best + last
+        removed = ckpt.remove_temporary(model_dir)
+        if removed:
+            log.text(f"=> removed {len(removed)} temporary file(s) of interrupted checkpoint writes: "
+                     f"{', '.join(removed)}")
 
     if args.sync_bn and dist.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -153,7 +166,11 @@ def main(argv=None):
     resume_path = args.resume
     if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
         resume_path = os.path.join(model_dir, "ckpt.pth")
-    state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    resume_flag = "--resume" if args.resume else "--auto_resume"
+    try:
+        state = ckpt.load_run_checkpoint(resume_path) if resume_path else None
+    except ckpt.CheckpointError as err:
+        parser.error(f"{resume_flag}: {err}")
     # A resumed run keeps the identity it started with: fine-tuning (the new classifier's x5/x10
     # groups) and, for a linear probe, which parameters learn.
     started = state["config"] if state else config
@@ -166,14 +183,26 @@ def main(argv=None):
                           patience=args.lr_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
 
-    start_epoch, best_metric = 0, None
+    start_epoch, best_metric, best_epoch = 0, None, None
+    best_path = os.path.join(model_dir, "ckpt.best.pth")
     if state:
-        ckpt.resume(state, model, optimizer, schedule, scaler)
-        start_epoch, best_metric = state["epoch"], state["best_metric"]
+        try:
+            ckpt.resume(state, model, optimizer, schedule, scaler)
+        except (RuntimeError, ValueError, KeyError) as err:
+            parser.error(f"{resume_flag} {resume_path}: the checkpoint holds a {ckpt.describe(state['config'])} model, "
+                         f"this run builds a {ckpt.describe(config)} model ({str(err).strip().splitlines()[0]}); "
+                         "--tune_from starts a new run from another model's weights")
+        start_epoch, best_metric, best_epoch = state["epoch"], state["best_metric"], state.get("best_epoch")
         log.text(f"=> resumed from {resume_path} after epoch {start_epoch} (best {best_metric})")
+        if best_metric is not None and not args.evaluate and not os.path.isfile(best_path):
+            best_metric, best_epoch, message = ckpt.repair_best(state, resume_path, best_path, write=dist.is_main)
+            log.text(f"=> {message}")
         del state
     elif args.tune_from:
-        report = ckpt.load_for_finetune(model, args.tune_from)
+        try:
+            report = ckpt.load_for_finetune(model, args.tune_from)
+        except ckpt.CheckpointError as err:
+            parser.error(f"--tune_from: {err}")
         if args.train_what == "last" and not hasattr(model, "train_what"):
             # Linear probe of a plain model: only what the checkpoint did not provide (the new
             # classifier) learns. Models with their own train_what (cpc_trans_ft) handle it.
@@ -197,6 +226,7 @@ def main(argv=None):
                                   keep_views=keep_views, progress=not args.no_progress)
         if skipped:
             log.text(f"validation: {SkipCounter.report(skipped)}")
+            check_skip_ceiling(skipped, len(val_set), args.max_skip_fraction, f"validation after epoch {epoch}")
         videos = f" on {stats['num_videos']} videos" if "num_videos" in stats else ""
         log.text(f"epoch {epoch} validation{videos}: {format_stats(stats)}")
         log.scalars("val", scalar_stats(stats), epoch)
@@ -219,7 +249,11 @@ def main(argv=None):
                                          dataset_cfg.num_class, amp=args.amp, clip_gradient=args.clip_gradient,
                                          keep_views=keep_views, print_freq=args.print_freq,
                                          progress=not args.no_progress, log=log,
-                                         agree_on_empty=dist.distributed and args.on_bad_sample == "skip")
+                                         agree_on_empty=dist.distributed and args.on_bad_sample == "skip",
+                                         max_skip_fraction=args.max_skip_fraction)
+        if stats["samples"] == 0:
+            raise SkipLimitError(f"epoch {epoch + 1} trained on nothing: every sample was skipped as bad; "
+                                 f"first: {skipped[0] if skipped else 'none'}")
         log.text(f"epoch {epoch + 1} train: {format_stats(stats)} lr {stats['lr']:.3e} "
                  f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
         log.text(f"epoch {epoch + 1}: {SkipCounter.report(skipped)}", echo=bool(skipped))
@@ -230,14 +264,15 @@ def main(argv=None):
             schedule.observe(val_stats["loss"])
             metric = val_stats["top1"] if "top1" in val_stats else -val_stats["loss"]
             is_best = best_metric is None or metric > best_metric
-            best_metric = metric if is_best else best_metric
+            best_metric, best_epoch = (metric, epoch + 1) if is_best else (best_metric, best_epoch)
             log.text(f"=> best {'top1' if 'top1' in val_stats else '-loss'} so far {best_metric:.3f}")
         rng = ckpt.gather_rng_states()  # collective: every rank takes part
         if dist.is_main:
-            state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config, rng)
+            state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config, rng,
+                                         best_epoch)
+            if is_best:  # first, so that the ckpt.pth recording it never exists without it
+                ckpt.save_checkpoint(state, best_path)
             ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.pth"))
-            if is_best:
-                ckpt.save_checkpoint(state, os.path.join(model_dir, "ckpt.best.pth"))
         du.barrier()
     log.text(f"=> done: logs in {log_dir}, checkpoints in {model_dir}")
     log.close()
@@ -245,13 +280,23 @@ def main(argv=None):
     return best_metric
 
 
-def entry():
+def entry(argv=None):
+    """main() with every failure the user can fix reported in one line, exit status 1."""
     try:
-        main()
+        main(argv)
     except BadSampleError as err:
-        print(f"error: bad sample: {err} (use --on_bad_sample skip to skip and report such samples)",
-              file=sys.stderr)
-        sys.exit(1)
+        fail(f"bad sample: {err} (use --on_bad_sample skip to skip and report such samples)")
+    except (SkipLimitError, ckpt.CheckpointError) as err:
+        fail(str(err))
+    except OSError as err:  # an unwritable or full disk under the log folder
+        fail(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+
+
+def fail(message):
+    """The one line on stderr, and in the run's log.txt when logging to it was set up."""
+    logging.getLogger(__name__).error(message, extra={"console": False})
+    print(f"main.py: error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,14 @@ import os
 VIDEO_DECODERS = ("decord", "pyav", "torchcodec")   # ops.dataset.READERS
 
 
+def add_skip_ceiling(group):
+    """--max_skip_fraction, shared by main.py and test_models.py."""
+    group.add_argument("--max_skip_fraction", type=float, default=0.1,
+                       help="with --on_bad_sample skip: stop with an error once more than this fraction of an "
+                            "epoch's (or a test's) samples are bad (a wrong root or format, not a few damaged "
+                            "videos); 1 never stops")
+
+
 def add_data_args(parser):
     g = parser.add_argument_group("data")
     g.add_argument("dataset", help="dataset key from ops/dataset_configs.py (ucf101, hmdb51, something, "
@@ -30,6 +38,7 @@ def add_data_args(parser):
     g.add_argument("--image_tmpl", default=None, help="frame file name template, e.g. img_{:05d}.jpg")
     g.add_argument("--on_bad_sample", default="error", choices=["error", "skip"],
                    help="bad video/frame: stop with an error naming it, or skip it, count it and report")
+    add_skip_ceiling(g)
     g.add_argument("--num_segments", type=int, default=8, help="K: segments per video (2D models)")
     g.add_argument("--new_length", type=int, default=1, help="L: consecutive frames per segment")
     g.add_argument("--dense_sample", action="store_true", help="I3D-style dense sampling (64-frame window)")
@@ -237,6 +246,8 @@ def check_args(args, parser):
         parser.error(f"--lr must be > 0 (got {args.lr})")
     if args.workers < 0:
         parser.error("-j/--workers must be >= 0")
+    if not 0 <= args.max_skip_fraction <= 1:
+        parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
     if args.train_what == "last" and not args.tune_from and args.model != "cpc_trans_ft" \
             and args.arch != "cpc_trans_ft" and not args.resume:
         parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ops.dataset import VideoDataset, VideoList, collate_skip, make_reader
+from ops.dataset import Skipped, SkipLimitError, VideoDataset, VideoList, collate_skip, make_reader
 from ops.sampling import ClipSampler, DenseSampler, TSNSampler
 from ops.transforms import build_transform
 
@@ -86,3 +86,20 @@ def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_skip, pin_memory=pin_memory, drop_last=mode == "train",
                       worker_init_fn=seed_worker, persistent_workers=False)
+
+
+def preflight(dataset, max_skip_fraction=1.0):
+    """Read items of `dataset` through its own pipeline (reader, sampler, transform) before any
+    epoch, so a wrong root, format or decoder fails in seconds. Under the error policy the first
+    item must load (BadSampleError names it); under the skip policy the first item that loads is
+    sought among as many as the skip ceiling allows. Returns the index of the item read."""
+    budget = int(max_skip_fraction * len(dataset)) if dataset.on_bad_sample == "skip" else 0
+    bad = []
+    for index in range(min(len(dataset), budget + 1)):
+        item = dataset[index]
+        if not isinstance(item, Skipped):
+            return index
+        bad.append(f"{item.name}: {item.reason}")
+    raise SkipLimitError(f"pre-flight: the first {len(bad)} sample(s) of {dataset.video_list.list_file} are all "
+                         f"bad, more than --max_skip_fraction {max_skip_fraction:g} of its {len(dataset)} allows "
+                         f"(wrong --root_path, --data_format or --decoder?); first: {bad[0]}")

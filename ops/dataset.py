@@ -18,13 +18,18 @@ import torch
 from ops.dataset_configs import LIST_ORDERS
 
 _INT = re.compile(r"[-+]?\d+")
+_WORKER_LAST_LINE = re.compile(r"^\S*BadSampleError: (.+)$", re.MULTILINE)
 
 
 class BadSampleError(Exception):
     """A video or frame that cannot be read. `frame` is the 0-based index (None: the whole video).
-    Built from one string too, so DataLoader workers can re-raise it in the main process."""
+    Built from one string too, so DataLoader workers can re-raise it in the main process: the
+    worker's traceback that the DataLoader puts in that string is cut to its last line, so the
+    message stays one line naming the video, frame and list line."""
 
     def __init__(self, video, frame=None, reason=None):
+        if frame is None and reason is None and isinstance(video, str) and "\nOriginal Traceback" in video:
+            video = _WORKER_LAST_LINE.findall(video)[-1] if _WORKER_LAST_LINE.search(video) else video
         self.video, self.frame, self.reason = video, frame, reason
         parts = [str(video)]
         if frame is not None:
@@ -35,6 +40,18 @@ class BadSampleError(Exception):
 
     def __reduce__(self):
         return BadSampleError, (self.video, self.frame, self.reason)
+
+
+class SkipLimitError(Exception):
+    """More samples skipped as bad than the skip ceiling (--max_skip_fraction) allows."""
+
+
+def check_skip_ceiling(skipped, total, max_fraction, what):
+    """Raise SkipLimitError when `skipped` (a list of 'name: reason') is more than `max_fraction`
+    of `total` samples: a wrong root, format or decoder, not a few damaged videos."""
+    if total and len(skipped) > max_fraction * total:
+        raise SkipLimitError(f"{what}: {len(skipped)} of {total} samples were bad, more than the ceiling "
+                             f"--max_skip_fraction {max_fraction:g}; first: {skipped[0]}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ops import distributed as du
+from ops.dataset import check_skip_ceiling
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict
 from ops.logging_setup import setup_logging, teardown_logging
 from ops.models import as_output
@@ -189,6 +190,7 @@ class EpochMeter:
         hits, total = du.all_reduce_sum(self.class_hits), du.all_reduce_sum(self.class_total)
         count = max(packed[0].item(), 1)
         result = {n: packed[i + 1].item() / count for i, n in enumerate(names)}
+        result["samples"] = int(packed[0].item())
         if "top1" in result:
             present = total > 0
             result["mean_class_acc"] = (hits[present] / total[present]).mean().item() * 100
@@ -197,12 +199,15 @@ class EpochMeter:
 
 def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, device, epoch, num_class,
                     amp=False, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
-                    agree_on_empty=False):
+                    agree_on_empty=False, max_skip_fraction=None):
     """One epoch; returns the epoch averages (loss, loss parts, model metrics, top1/top5/mean class
-    accuracy when the model gives logits, lr, clips_per_s, data_time) and the skipped sample names.
+    accuracy when the model gives logits, lr, clips_per_s, data_time, samples trained on) and the
+    skipped sample names.
 
-    `agree_on_empty` (DDP with the skip policy): a batch whose every item was bad on one rank is
-    skipped on every rank, since DDP's gradient all-reduce needs all ranks in each step."""
+    `max_skip_fraction`: stop (SkipLimitError) as soon as this process has skipped more than that
+    fraction of its epoch's samples, rather than after a wasted epoch. `agree_on_empty` (DDP with
+    the skip policy): a batch whose every item was bad on one rank is skipped on every rank, since
+    DDP's gradient all-reduce needs all ranks in each step."""
     model.train()
     meter = EpochMeter(num_class)
     dtype = amp_dtype(device, amp)
@@ -212,6 +217,8 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
     end = time.perf_counter()
     for it, (frames, labels, _, batch_skipped) in enumerate(bar):
         skipped.extend(batch_skipped)
+        if batch_skipped and max_skip_fraction is not None:
+            check_skip_ceiling(skipped, len(loader) * loader.batch_size, max_skip_fraction, f"epoch {epoch + 1}")
         waited = time.perf_counter() - end
         schedule.step(epoch, it)
         if agree_on_empty:

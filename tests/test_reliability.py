@@ -1,0 +1,250 @@
+"""main.py under faults and bad input (docs/reliability.md): each failure is one line, before an
+epoch is spent where it can be checked at start, and no checkpoint is ever lost."""
+import errno
+import os
+import shutil
+
+import pytest
+import torch
+
+import main
+from ops import checkpoint as ckpt
+from tests.test_main import make_colour_dataset
+
+FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    return root, make_colour_dataset(str(root), per_class=(3, 1), frames=4, size=(32, 40))
+
+
+def args(root, lists, out, epochs, *extra):
+    return ["custom", "RGB", "--root_path", str(root), "--train_list", lists[0], "--val_list", lists[1],
+            "--num_class", "4", "--arch", "tinynet", "--num_segments", "2", "--crop_size", "32", "--scale_size", "32",
+            "-b", "4", "--epochs", str(epochs), "--lr_steps", "10", "--root_log", str(out / "log"),
+            "--root_model", str(out / "ckpt"), "--no_progress", "-j", "0", *extra]
+
+
+def run_dir(out, kind, epochs):
+    return out / kind / f"STTNet_custom_RGB_tinynet_avg_segment2_e{epochs}"
+
+
+def one_line(capsys, argv, code=1):
+    """Run main.py's entry point: it must exit with `code` and say one line on stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main.entry(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == code and len(err.splitlines()) == 1, err
+    return err
+
+
+def trained_epochs(out, epochs):
+    log = run_dir(out, "log", epochs) / "log.txt"
+    return log.read_text().count(" train: loss ") if log.exists() else 0
+
+
+def write_list(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------
+
+def fail_second_best_write(step, monkeypatch):
+    """Make the write of ckpt.best.pth in epoch 2 fail at `step`, as a full disk or a kill does."""
+    calls = {"n": 0}
+
+    def is_best_target(name):
+        if ".ckpt.best.pth" not in name and not name.endswith("ckpt.best.pth"):
+            return False
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    if step == "write":
+        monkeypatch.setattr(ckpt, "save_checkpoint", _failing_save(ckpt.save_checkpoint, is_best_target))
+    elif step == "fsync":
+        real = os.fsync
+        monkeypatch.setattr(ckpt.os, "fsync", lambda fd: (_ for _ in ()).throw(FULL)
+                            if is_best_target(os.readlink(f"/proc/self/fd/{fd}")) else real(fd))
+    else:
+        real = os.replace
+        monkeypatch.setattr(ckpt.os, "replace", lambda a, b: (_ for _ in ()).throw(FULL)
+                            if is_best_target(str(b)) else real(a, b))
+
+
+def _failing_save(save, is_target):
+    """save_checkpoint whose target file takes half the bytes and then the disk is full."""
+    def failing(state, path):
+        if not is_target(path):
+            return save(state, path)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(b"half a checkpoint")
+        os.remove(tmp)
+        raise ckpt.CheckpointError(f"cannot write checkpoint {path}: {FULL.strerror}")
+    return failing
+
+
+@pytest.mark.parametrize("step", ["write", "fsync", "rename"])
+def test_best_checkpoint_is_never_lost_when_its_write_fails(data, tmp_path, monkeypatch, capsys, step):
+    """Every epoch improves (validation is made to say so); the best write of epoch 2 fails. What
+    ckpt.pth records must exist, and a resumed run ends with both files of the last epoch."""
+    root, lists = data
+    real_validate = main.validate
+    rising = iter(range(10, 100, 10))
+
+    def validate(*a, **k):
+        stats, skipped = real_validate(*a, **k)
+        return dict(stats, top1=float(next(rising))), skipped
+
+    monkeypatch.setattr(main, "validate", validate)
+    fail_second_best_write(step, monkeypatch)
+    err = one_line(capsys, args(root, lists, tmp_path, 3))
+    best, last = run_dir(tmp_path, "ckpt", 3) / "ckpt.best.pth", run_dir(tmp_path, "ckpt", 3) / "ckpt.pth"
+    assert f"cannot write checkpoint {best}: No space left on device" in err
+    assert sorted(os.listdir(best.parent)) == ["ckpt.best.pth", "ckpt.pth"]   # no temporary file left
+    state = ckpt.load_checkpoint(str(last))
+    assert state["epoch"] == 1 and state["best_epoch"] == 1
+    assert ckpt.load_checkpoint(str(best))["epoch"] == state["best_epoch"]
+    monkeypatch.undo()
+    monkeypatch.setattr(main, "validate", validate)
+    main.main(args(root, lists, tmp_path, 3, "--auto_resume"))
+    state = ckpt.load_checkpoint(str(last))
+    assert state["epoch"] == 3 and state["best_epoch"] == 3 and ckpt.load_checkpoint(str(best))["epoch"] == 3
+
+
+def test_resume_repairs_a_missing_best_and_start_removes_stale_temporaries(data, tmp_path):
+    root, lists = data
+    main.main(args(root, lists, tmp_path, 1))
+    folder = run_dir(tmp_path, "ckpt", 1)
+    os.remove(folder / "ckpt.best.pth")       # as an interrupted write of the former order left it
+    (folder / ".ckpt.pth.tmp4242").write_bytes(b"x" * 1000)   # a write killed by kill -9
+    state = ckpt.load_checkpoint(str(folder / "ckpt.pth"))
+    assert state["best_epoch"] == 1
+    resumed = tmp_path / "resumed"
+    main.main(args(root, lists, resumed, 2, "--resume", str(folder / "ckpt.pth")))
+    new = run_dir(resumed, "ckpt", 2)
+    assert ckpt.load_checkpoint(str(new / "ckpt.best.pth"))["epoch"] in (1, 2)
+    log = (run_dir(resumed, "log", 2) / "log.txt").read_text()
+    assert "ckpt.best.pth was missing: rewritten from epoch 1" in log
+    main.main(args(root, lists, tmp_path, 1, "--auto_resume", "--epochs", "1"))   # nothing left to train
+    assert sorted(os.listdir(folder)) == ["ckpt.best.pth", "ckpt.pth"]
+    assert "removed 1 temporary file(s) of interrupted checkpoint writes: .ckpt.pth.tmp4242" in \
+        (run_dir(tmp_path, "log", 1) / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "truncated", "weights"])
+def test_unreadable_resume_file_is_one_line(data, tmp_path, capsys, content):
+    root, lists = data
+    bad = tmp_path / "bad.pth"
+    if content == "truncated":
+        torch.save({"model": {"w": torch.zeros(1000)}, "epoch": 1, "config": {}}, bad)
+        bad.write_bytes(bad.read_bytes()[:500])
+    elif content == "weights":
+        torch.save({"conv.weight": torch.zeros(2)}, bad)   # a state dict, not a run checkpoint
+    else:
+        bad.write_bytes(b"" if content == "empty" else b"not a checkpoint\n")
+    for flag in ("--resume", "--tune_from"):
+        if flag == "--tune_from" and content == "weights":
+            continue
+        err = one_line(capsys, args(root, lists, tmp_path, 1, flag, str(bad)), code=2)
+        assert f"error: {flag}: {bad}" in err
+    folder = run_dir(tmp_path, "ckpt", 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(bad, folder / "ckpt.pth")
+    assert "error: --auto_resume: " in one_line(capsys, args(root, lists, tmp_path, 1, "--auto_resume"), code=2)
+    assert trained_epochs(tmp_path, 1) == 0
+
+
+def test_resume_of_another_architecture_names_both(data, tmp_path, capsys):
+    root, lists = data
+    main.main(args(root, lists, tmp_path, 1))
+    other = args(root, lists, tmp_path / "other", 2, "--consensus_type", "MLP", "--img_feature_dim", "16",
+                 "--resume", str(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth"))
+    err = one_line(capsys, other, code=2)
+    assert "the checkpoint holds a tsn/tinynet avg, 4 classes, 2 segments model, this run builds a " \
+           "tsn/tinynet MLP, 4 classes, 2 segments model" in err
+
+
+# ---- pre-flight ------------------------------------------------------------------------------------
+
+def test_unwritable_checkpoint_folder_fails_before_training(data, tmp_path, capsys):
+    root, lists = data
+    (tmp_path / "taken").write_text("a file where the checkpoint folder should be")
+    argv = args(root, lists, tmp_path, 1)
+    argv[argv.index("--root_model") + 1] = str(tmp_path / "taken")
+    err = one_line(capsys, argv)
+    assert f"cannot write to the checkpoint folder {tmp_path / 'taken'}/" in err and "Not a directory" in err
+    assert trained_epochs(tmp_path, 1) == 0
+
+
+def test_full_disk_fails_before_training(data, tmp_path, monkeypatch, capsys):
+    root, lists = data
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 1 << 10))
+    err = one_line(capsys, args(root, lists, tmp_path, 1))
+    assert f"checkpoint folder {run_dir(tmp_path, 'ckpt', 1)}: No space left on device: 0 MB free" in err
+    assert trained_epochs(tmp_path, 1) == 0
+    monkeypatch.undo()
+    real = os.fsync
+    monkeypatch.setattr(ckpt.os, "fsync", lambda fd: (_ for _ in ()).throw(FULL))
+    err = one_line(capsys, args(root, lists, tmp_path / "again", 1))
+    monkeypatch.setattr(ckpt.os, "fsync", real)
+    assert f"cannot write to the log folder {run_dir(tmp_path / 'again', 'log', 1)}: No space left on device" in err
+
+
+def test_bad_validation_sample_fails_before_training(data, tmp_path, capsys):
+    root, lists = data
+    val = write_list(tmp_path / "val.txt", ["gone_video 4 0"] + open(lists[1]).read().split("\n")[:2])
+    err = one_line(capsys, args(root, [lists[0], val], tmp_path, 1))
+    assert f"bad sample: {root}/gone_video: no such frame folder ({val}:1)" in err
+    assert trained_epochs(tmp_path, 1) == 0
+
+
+def test_wrong_root_with_skip_fails_before_training(data, tmp_path, capsys):
+    root, lists = data
+    argv = args(root, lists, tmp_path, 1, "--on_bad_sample", "skip")
+    argv[argv.index("--root_path") + 1] = str(tmp_path / "elsewhere")
+    err = one_line(capsys, argv)
+    assert f"pre-flight: the first 2 sample(s) of {lists[0]} are all bad" in err and "wrong --root_path" in err
+    assert trained_epochs(tmp_path, 1) == 0
+
+
+# ---- skip ceiling ----------------------------------------------------------------------------------
+
+def test_skip_ceiling_stops_an_epoch_of_bad_samples(data, tmp_path, capsys):
+    root, lists = data
+    good = open(lists[0]).read().split("\n")[:12]
+    train = write_list(tmp_path / "train.txt", good[:1] + [f"gone_{i} 4 {i % 4}" for i in range(7)] + good[1:4])
+    err = one_line(capsys, args(root, [train, lists[1]], tmp_path, 1, "--on_bad_sample", "skip"))
+    assert "epoch 1: " in err and "of 8 samples were bad, more than the ceiling --max_skip_fraction 0.1" in err
+    assert "gone_" in err and trained_epochs(tmp_path, 1) == 0
+    # A ceiling that allows them: the epoch trains on what is good and reports the skipped ones.
+    main.main(args(root, [train, lists[1]], tmp_path, 1, "--on_bad_sample", "skip", "--max_skip_fraction", "1"))
+    assert trained_epochs(tmp_path, 1) == 1
+
+
+def test_an_epoch_that_trains_on_nothing_is_an_error(data, tmp_path, monkeypatch, capsys):
+    root, lists = data
+    train = write_list(tmp_path / "train.txt", [f"gone_{i} 4 {i % 4}" for i in range(4)])
+    monkeypatch.setattr(main, "preflight", lambda dataset, fraction: 0)
+    err = one_line(capsys, args(root, [train, lists[1]], tmp_path, 1, "--on_bad_sample", "skip",
+                                "--max_skip_fraction", "1"))
+    assert "epoch 1 trained on nothing: every sample was skipped as bad; first: gone_" in err
+
+
+# ---- data-loading workers ----------------------------------------------------------------------------
+
+def test_worker_error_is_one_line_naming_video_frame_and_list_line(data, tmp_path, capsys):
+    root, lists = data
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "train_1_0", broken)
+    (broken / "img_00002.jpg").write_bytes(b"")
+    lines = open(lists[0]).read().split("\n")[:8]
+    train = write_list(tmp_path / "train.txt", lines[:5] + [f"{broken} 4 1"] + lines[5:])
+    argv = args(root, [train, lists[1]], tmp_path, 1, "--num_segments", "4")
+    argv[argv.index("-j") + 1] = "2"
+    err = one_line(capsys, argv)
+    assert err.startswith(f"main.py: error: bad sample: {broken}: frame 1 (0-based): img_00002.jpg: empty file")
+    assert f"({train}:6)" in err
