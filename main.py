@@ -112,15 +112,26 @@ def main(argv=None):
     store_name = run_name(args)
     log_dir = os.path.join(args.root_log, store_name)
     model_dir = os.path.join(args.root_model, store_name)
+    resume_path = args.resume
+    if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
+        resume_path = os.path.join(model_dir, "ckpt.pth")
+    if args.evaluate:
+        weights = resume_path or args.tune_from
+        if not weights:
+            parser.error(f"--evaluate --auto_resume: no checkpoint of this run in {model_dir}")
+        # An evaluation is not part of the training run: its log, args and events go to a folder of
+        # their own, named after the checkpoint, inside the run's log folder.
+        log_dir = os.path.join(log_dir, "evaluate_" + os.path.basename(weights).removesuffix(".pth"))
     config = dict(vars(args), num_class=dataset_cfg.num_class, store_name=store_name, root_path=dataset_cfg.root,
                   train_list=dataset_cfg.train_list, val_list=dataset_cfg.val_list,
                   data_format=dataset_cfg.data_format, list_order=dataset_cfg.list_order,
-                  image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size)
+                  image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size,
+                  num_threads=torch.get_num_threads(), torch_version=str(torch.__version__))
     config.pop("local_rank")
     if dist.is_main:  # pre-flight: an unwritable or full disk fails now, not after an epoch
         ckpt.check_writable(log_dir, what="log folder")
     log = RunLog(log_dir, rank=dist.rank)
-    log.save_json("args_evaluate.json" if args.evaluate else "args.json", ckpt.plain(config))
+    log.save_json("args.json", ckpt.plain(config))
     log.text(f"=> run {store_name} on {dist.world_size} process(es), device {device}")
 
     seed_everything(args.seed)
@@ -163,9 +174,6 @@ def main(argv=None):
         model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
     normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
 
-    resume_path = args.resume
-    if args.auto_resume and not resume_path and os.path.isfile(os.path.join(model_dir, "ckpt.pth")):
-        resume_path = os.path.join(model_dir, "ckpt.pth")
     resume_flag = "--resume" if args.resume else "--auto_resume"
     try:
         state = ckpt.load_run_checkpoint(resume_path) if resume_path else None

@@ -181,7 +181,9 @@ def add_run_args(parser):
     g.add_argument("--resume", default="", help="checkpoint to continue the run from exactly")
     g.add_argument("--auto_resume", action="store_true", help="continue from the latest checkpoint of this run")
     g.add_argument("--tune_from", default="", help="load weights only (fine-tuning)")
-    g.add_argument("--evaluate", "-e", action="store_true", help="validate once and exit")
+    g.add_argument("--evaluate", "-e", action="store_true",
+                   help="validate the weights of --resume/--tune_from once and exit (logs in "
+                        "<root_log>/<run name>/evaluate_<checkpoint>/)")
     g.add_argument("--no_progress", action="store_true", help="no progress bars (logs only)")
     g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
                    default=int(os.environ.get("LOCAL_RANK", 0)),
@@ -253,6 +255,9 @@ def check_args(args, parser):
         parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
     check_registered(args, parser)
     check_shift(args, parser)
+    if args.evaluate and not (args.resume or args.tune_from or args.auto_resume):
+        parser.error("--evaluate needs the weights to evaluate: --resume CKPT (or --tune_from CKPT, or "
+                     "--auto_resume for this run's last checkpoint); it would score a randomly initialised model")
     if args.resume and args.tune_from:
         parser.error("--resume continues a run and --tune_from starts a new one: give one of them")
     if args.pretrain == "imagenet" and not args.pretrained_weights:

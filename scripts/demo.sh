@@ -15,7 +15,10 @@ CONSENSUS=${CONSENSUS:-TRN}
 CROP=${CROP:-64}
 SEGMENTS=${SEGMENTS:-8}
 WORKERS=${WORKERS:-2}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# The figures depend on the intra-op thread count (README, "Reproducibility"): fixed here, not
+# inherited from an OMP_NUM_THREADS set for other work.
+THREADS=${THREADS:-2}
+export OMP_NUM_THREADS=$THREADS
 
 echo "== 1/3 synthetic benchmark -> data/synthetic"
 "$PYTHON" tools/synthetic.py --out data/synthetic -j "$WORKERS"
@@ -47,7 +50,7 @@ print(f"reversal-direction accuracy {reversal_direction_accuracy(d['scores'], r[
 PY
 
 echo
-echo "logs, args.json and TensorBoard events: log/$RUN/   (tensorboard --logdir log)"
+echo "logs, args.json and TensorBoard events: log/$RUN/   ($PYTHON -m tensorboard.main --logdir log)"
 echo "checkpoints (last, best):               checkpoint/$RUN/ckpt.pth, ckpt.best.pth"
 echo "test metrics and confusion matrix:      log/$RUN/test/ (metrics.json, confusion.png)"
 echo "the same on the reversed views:         log/$RUN/test_reversed/"

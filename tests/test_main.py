@@ -1,4 +1,5 @@
 """main.py end to end on tiny data made here: learning, exact resume, evaluation, one-line errors."""
+import json
 import os
 import re
 
@@ -65,6 +66,8 @@ def test_training_loss_falls_and_beats_chance(data, tmp_path):
     assert "validation on 12 videos" in log
     folder = run_dir(tmp_path, "log", 3)
     assert (folder / "args.json").is_file() and any(f.startswith("events") for f in os.listdir(folder))
+    recorded = json.loads((folder / "args.json").read_text())  # what the figures depend on (README)
+    assert recorded["num_threads"] == torch.get_num_threads() and recorded["torch_version"] == torch.__version__
     ckpts = run_dir(tmp_path, "ckpt", 3)
     assert (ckpts / "ckpt.pth").is_file() and (ckpts / "ckpt.best.pth").is_file()
     state = torch.load(ckpts / "ckpt.pth", weights_only=True)
@@ -104,10 +107,18 @@ def test_one_epoch_resume_one_epoch_equals_two_epochs(data, tmp_path):
     log = (run_dir(tmp_path, "log", 2, "resumed") / "log.txt").read_text()
     assert f"resumed from {run_dir(tmp_path, 'ckpt', 2, 'resumed') / 'ckpt.pth'} after epoch 2" in log
 
-    stats = main.main(base_args(root, lists, tmp_path, 2, "--evaluate", "-j", "0", "--suffix", "eval",
+    run_log = run_dir(tmp_path, "log", 2, "resumed")
+    before = {f: (run_log / f).read_bytes() for f in os.listdir(run_log)}
+    stats = main.main(base_args(root, lists, tmp_path, 2, "--evaluate", "-j", "0", "--suffix", "resumed",
                                 "--resume", str(run_dir(tmp_path, "ckpt", 2, "resumed") / "ckpt.pth")))
     assert stats["num_videos"] == 4 and 0 <= stats["top1"] <= 100
-    assert (run_dir(tmp_path, "log", 2, "eval") / "confusion_val.png").is_file()
+    # the evaluation has a folder of its own; the training run's log, args and events are untouched
+    folder = run_log / "evaluate_ckpt"
+    assert (folder / "confusion_val.png").is_file() and (folder / "args.json").is_file()
+    assert "validation on 4 videos" in (folder / "log.txt").read_text()
+    assert any(f.startswith("events") for f in os.listdir(folder))
+    assert {f: (run_log / f).read_bytes() for f in before} == before
+    assert sorted(os.listdir(run_log)) == sorted([*before, "evaluate_ckpt"])
 
 
 def test_compiled_training_matches_eager_and_saves_plain_keys(data, tmp_path):
@@ -156,6 +167,10 @@ def test_errors_are_one_line(data, tmp_path, capsys):
     assert "--train_what last (linear probe) needs --tune_from" in err
     err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--bn_splits", "5"))   # -b 4
     assert "--bn_splits 5 is more BatchNorm groups than clips per process" in err
+    err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--evaluate"))
+    assert "--evaluate needs the weights to evaluate" in err
+    err = one_line_error(capsys, base_args(root, lists, tmp_path, 1, "--evaluate", "--auto_resume"))
+    assert "no checkpoint of this run" in err
 
 
 def test_resumed_fine_tuned_linear_probe_keeps_groups_and_frozen_backbone(data, tmp_path):
