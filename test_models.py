@@ -18,14 +18,13 @@ import sys
 import numpy as np
 import torch
 
-from ops import checkpoint as ckpt
 from ops import distributed as du
 from ops.data import build_dataset, build_loader
 from ops.dataset import BadSampleError, SkipCounter
 from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
-from ops.models import build_model
+from ops.models import model_from_checkpoint
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
@@ -88,32 +87,24 @@ def check_args(args, parser):
     return args
 
 
-def test_config(cfg, args):
-    """The checkpoint's run configuration with this test's overrides applied."""
-    # The weights come from the checkpoint: never reload the ImageNet file the run started from.
-    cfg = dict(cfg, pretrain="none", pretrained_weights=None)
+def test_overrides(trained, args):
+    """This test's changes to the checkpoint's run configuration `trained`."""
     overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
                      decoder=args.decoder, on_bad_sample=args.on_bad_sample)
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.dataset or args.root_path:  # the trained lists belong to the old dataset/root
-        cfg.update(train_list=None, val_list=None)
+        overrides.update(train_list=None, val_list=None)
     if args.dense_sample:
-        cfg["dense_sample"] = True
+        overrides["dense_sample"] = True
     if args.test_segments:
         # An arch that names a whole model is a 3D clip model (ops.models.build_model's rule).
-        cfg["clip_len" if cfg.get("arch") in MODELS else "num_segments"] = args.test_segments
-    return cfg
+        overrides["clip_len" if trained.get("arch") in MODELS else "num_segments"] = args.test_segments
+    return overrides
 
 
 def evaluate_checkpoint(path, args, dist):
     """Per-video scores of one checkpoint on the test list: (indices, scores, labels, dataset config)."""
-    state = ckpt.load_checkpoint(path)
-    if not state.get("config"):
-        raise ValueError(f"{path} holds no run configuration: it was not written by main.py")
-    cfg = test_config(state["config"], args)
-    if cfg.get("ssl"):
-        raise ValueError(f"{path} is a self-supervised pre-training checkpoint ({cfg['ssl']}): fine-tune it "
-                         "with main.py --tune_from before testing, or use tools/extract_features.py")
+    model, cfg = model_from_checkpoint(path, lambda trained: test_overrides(trained, args), needs_logits=True)
     dataset_cfg = get_dataset_config(cfg["dataset"], root=cfg.get("root_path"), split=cfg.get("split", 1),
                                      num_class=cfg.get("num_class"), data_format=cfg.get("data_format"),
                                      list_order=cfg.get("list_order"), image_tmpl=cfg.get("image_tmpl"),
@@ -122,16 +113,6 @@ def evaluate_checkpoint(path, args, dist):
     test_list = dataset_cfg.test_list
     if not test_list or not os.path.isfile(test_list):
         raise FileNotFoundError(f"test list not found: {test_list} (give --test_list or --root_path)")
-    model = build_model(cfg)
-    trained_segments = state["config"].get("num_segments")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        if args.test_segments and args.test_segments != trained_segments and "size mismatch" in str(err):
-            raise ValueError(f"{path}: parameters of this model are sized for the {trained_segments} segments it "
-                             f"was trained with (e.g. the TRN and MLP blocks' layers); test it with "
-                             f"--test_segments {trained_segments}") from err
-        raise
     model.to(dist.device)
     dataset = build_dataset(cfg, model, dataset_cfg, "test", list_file=test_list, num_clips=args.num_clips,
                             test_crops=args.test_crops, twice_sample=args.twice_sample, full_res=args.full_res)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ops.checkpoint import load_checkpoint, load_for_finetune
 from ops.registry import BACKBONES, CONSENSUS, MODELS
 from ops.temporal_shift import make_temporal_shift
 
@@ -166,6 +167,48 @@ def build_model(cfg):
     else:
         name = cfg.get("model") or "tsn"
     return MODELS.create(name, cfg)
+
+
+def model_from_checkpoint(path, overrides=None, needs_logits=False, random_init=False):
+    """(model in eval mode, cfg) for a checkpoint written by main.py: the model is rebuilt from the
+    run configuration stored in it (never from its file name), with `overrides` applied to that
+    configuration (a dict, or a function of the stored configuration returning one), and given the
+    checkpoint's weights.
+
+    The weights come from the checkpoint, so the ImageNet file the run started from is not read.
+    A pre-training checkpoint (`ssl`) rebuilds its method, unless the overrides turn `ssl` off and
+    name the model fine-tuning would start from: then its weights go in as `--tune_from` puts them
+    (ops.checkpoint.load_for_finetune). `needs_logits` refuses a pre-training checkpoint that would
+    stay one (it has no classifier). `random_init`: the same network with fresh weights (the caller
+    seeds torch), the checkpoint giving only the configuration."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not state.get("config"):
+        raise ValueError(f"{path} holds no run configuration: it was not written by main.py "
+                         "(a checkpoint needs 'model' and 'config')")
+    trained = state["config"]
+    cfg = dict(trained, pretrain="none", pretrained_weights=None, tune_from="")
+    overrides = (overrides(trained) if callable(overrides) else overrides) or {}
+    cfg.update(overrides)
+    if needs_logits and cfg.get("ssl"):
+        raise ValueError(f"{path} is a self-supervised pre-training checkpoint (--ssl {cfg['ssl']}): it has no "
+                         "classifier; fine-tune it with main.py --tune_from first, or use tools/extract_features.py")
+    model = build_model(cfg)
+    if random_init:
+        pass
+    elif trained.get("ssl") and not cfg.get("ssl"):
+        load_for_finetune(model, path)
+    else:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            changed = {k: v for k, v in overrides.items() if trained.get(k) != v}
+            if changed and "size mismatch" in str(err):
+                as_trained = ", ".join(f"{k}={trained.get(k)}" for k in changed)
+                raise ValueError(f"{path}: parameters of this model are sized for {as_trained} as trained (e.g. the "
+                                 f"TRN and MLP blocks' layers); it cannot run with "
+                                 f"{', '.join(f'{k}={v}' for k, v in changed.items())}") from err
+            raise
+    return model.eval(), cfg
 
 
 # --- registered models and blocks: one import per module (add one line for a new file) ---

@@ -116,3 +116,24 @@ def test_load_pretrained_torchvision_format(tmp_path):
         load_pretrained(BACKBONES.create("resnet18"), str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="nothing is downloaded"):
         load_pretrained(BACKBONES.create("resnet18"), None)
+
+
+def test_model_from_checkpoint_rebuilds_the_trained_model(tmp_path):
+    from ops.checkpoint import make_checkpoint, save_checkpoint
+    from ops.models import model_from_checkpoint
+
+    cfg = dict(model="tsn", arch="resnet18", num_class=4, num_segments=2, consensus_type="MLP", img_feature_dim=8,
+               crop_size=32, pretrain="imagenet", pretrained_weights=str(tmp_path / "gone.pth"))
+    trained = build_model(dict(cfg, pretrain="none")).eval()
+    path = save_checkpoint(make_checkpoint(trained, config=cfg), str(tmp_path / "ckpt.pth"))
+    model, got = model_from_checkpoint(path)     # the ImageNet file of the run is not read again
+    x = torch.randn(1, 2, 3, 32, 32)
+    assert not model.training and got["pretrain"] == "none" and torch.equal(model(x), trained(x))
+    torch.manual_seed(1)
+    fresh, _ = model_from_checkpoint(path, random_init=True)
+    assert not torch.equal(fresh(x), trained(x))
+    with pytest.raises(ValueError, match="sized for num_segments=2 as trained"):
+        model_from_checkpoint(path, {"num_segments": 3})     # the MLP block is sized by K
+    ssl = save_checkpoint(make_checkpoint(trained, config=dict(cfg, ssl="cpc_trans")), str(tmp_path / "ssl.pth"))
+    with pytest.raises(ValueError, match="self-supervised pre-training checkpoint"):
+        model_from_checkpoint(ssl, needs_logits=True)

@@ -105,7 +105,7 @@ def trained_mlp(tmp_path_factory):
 
 def test_other_segment_count_on_a_k_sized_model_is_a_clear_error(trained_mlp, tmp_path):
     ckpt, test_list = trained_mlp
-    with pytest.raises(ValueError, match="sized for the 2 segments"):
+    with pytest.raises(ValueError, match="sized for num_segments=2 as trained"):
         test_models.main(["--weights", ckpt, "--test_list", test_list, "--test_segments", "3", "-j", "0",
                           "--save_dir", str(tmp_path / "t"), "--no_progress"])
 

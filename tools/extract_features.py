@@ -32,11 +32,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ops.checkpoint import load_checkpoint, load_for_finetune  # noqa: E402
 from ops.data import build_dataset, build_loader  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
-from ops.models import build_model  # noqa: E402
+from ops.models import model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 
 # Pre-training method -> the model whose features it pre-trains (None: the plain --arch model).
@@ -46,25 +45,18 @@ logger = logging.getLogger("extract_features")
 
 
 def feature_model(path, random_init=False, seed=0):
-    """The checkpoint's model ready for feature extraction (eval mode) and its configuration.
+    """The checkpoint's model ready for feature extraction (eval mode) and its configuration; a
+    pre-training checkpoint gives the model fine-tuning would start from (FEATURE_MODEL).
     random_init: the same network freshly initialised from `seed` (the random-init baseline)."""
-    state = load_checkpoint(path)
-    cfg = dict(state.get("config") or {})
-    if not cfg:
-        raise ValueError(f"{path} has no run configuration: not a checkpoint of this framework")
-    ssl = cfg.get("ssl")
-    if ssl:
-        cfg["ssl"] = None
-        cfg["model"] = FEATURE_MODEL[ssl] or cfg.get("model")
+    def feature_overrides(trained):
+        ssl = trained.get("ssl")
+        return dict(ssl=None, model=FEATURE_MODEL[ssl] or trained.get("model")) if ssl else {}
+
     torch.manual_seed(seed)
-    model = build_model(cfg)
+    model, cfg = model_from_checkpoint(path, feature_overrides, random_init=random_init)
     if random_init:
         logger.info(f"=> {type(model).__name__} with random weights (seed {seed}): {path} only gives the configuration")
-    elif ssl:
-        load_for_finetune(model, path)
-    else:
-        model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    return model, cfg
 
 
 class Features:

@@ -22,13 +22,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops.checkpoint import load_checkpoint  # noqa: E402
 from ops.data import default_sampler, default_transform  # noqa: E402
 from ops.dataset import BadSampleError, RawFrameReader, make_reader  # noqa: E402
 from ops.dataset_configs import get_dataset_config, read_class_names  # noqa: E402
 from ops.evaluation import average_views  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
-from ops.models import as_output, build_model  # noqa: E402
+from ops.models import as_output, model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 from opts import VIDEO_DECODERS  # noqa: E402
 
@@ -36,22 +35,6 @@ CLIP_MODEL_TEST_CLIPS = 10
 GIF_MAX_FRAMES = 150
 
 logger = logging.getLogger("inference")
-
-
-def load_model(path, device="cpu"):
-    """(model in eval mode, run configuration) from a checkpoint written by main.py."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not state.get("config"):
-        raise ValueError(f"{path} is not a checkpoint of main.py (it needs 'model' and 'config')")
-    cfg = dict(state["config"])
-    if cfg.get("ssl"):
-        raise ValueError(f"{path} is a self-supervised pre-training run (--ssl {cfg['ssl']}): it has no "
-                         "classifier; fine-tune it first (--tune_from)")
-    # The weights come from the checkpoint: do not look for the ImageNet file used at training time.
-    cfg.update(pretrain="none", pretrained_weights=None, tune_from="")
-    model = build_model(cfg)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
 
 
 def dataset_of(cfg):
@@ -182,7 +165,8 @@ def main(argv=None):
         p.error(f"no such video file or frame folder: {args.video}")
 
     setup_logging(stream="stderr")   # notes on stderr, off the prediction output
-    model, cfg = load_model(args.checkpoint, args.device)
+    model, cfg = model_from_checkpoint(args.checkpoint, needs_logits=True)
+    model.to(args.device)
     names = class_names(cfg, args.class_names)
     reader = make_video_reader(args.video, cfg, args.decoder, args.image_tmpl)
     try:
