@@ -20,7 +20,7 @@ from opts import build_train_parser, check_args
 from ops import checkpoint as ckpt
 from ops import distributed as du
 from ops.data import build_dataset, build_loader, preflight
-from ops.dataset import BadSampleError, SkipCounter, SkipLimitError, check_skip_ceiling
+from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
@@ -233,7 +233,7 @@ def main(argv=None):
         stats, skipped = validate(bare, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
                                   keep_views=keep_views, progress=not args.no_progress)
         if skipped:
-            log.text(f"validation: {SkipCounter.report(skipped)}")
+            log.text(f"validation: {skip_report(skipped)}")
             check_skip_ceiling(skipped, len(val_set), args.max_skip_fraction, f"validation after epoch {epoch}")
         videos = f" on {stats['num_videos']} videos" if "num_videos" in stats else ""
         log.text(f"epoch {epoch} validation{videos}: {format_stats(stats)}")
@@ -264,7 +264,7 @@ def main(argv=None):
                                  f"first: {skipped[0] if skipped else 'none'}")
         log.text(f"epoch {epoch + 1} train: {format_stats(stats)} lr {stats['lr']:.3e} "
                  f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
-        log.text(f"epoch {epoch + 1}: {SkipCounter.report(skipped)}", echo=bool(skipped))
+        log.text(f"epoch {epoch + 1}: {skip_report(skipped)}", echo=bool(skipped))
         log.scalars("train", scalar_stats(stats), epoch + 1)
         is_best = False
         if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:

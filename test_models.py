@@ -20,7 +20,7 @@ import torch
 
 from ops import distributed as du
 from ops.data import build_dataset, build_loader
-from ops.dataset import BadSampleError, SkipCounter
+from ops.dataset import BadSampleError, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
@@ -131,7 +131,7 @@ def evaluate_checkpoint(path, args, dist):
                                                progress=dist.is_main and not args.no_progress)
     skipped = gather_names(skipped)
     if skipped:
-        logger.info(f"=> {SkipCounter.report(skipped)}")
+        logger.info(f"=> {skip_report(skipped)}")
     indices, scores, labels = gather_predictions(indices, scores, labels)
     return indices, scores, labels, dataset, dataset_cfg
 

@@ -673,39 +673,11 @@ def collate_skip(batch):
     return frames, labels, indices, skipped
 
 
-class SkipCounter:
-    """Counts the skipped items of an epoch and merges them across ranks for the report.
-
-    update(skipped) after each batch; at epoch end every rank calls gather() (a collective under
-    torch.distributed), rank 0 logs report(names); then reset().
-    """
-
-    def __init__(self):
-        self.skipped = []
-
-    def __len__(self):
-        return len(self.skipped)
-
-    def update(self, skipped):
-        self.skipped.extend(skipped)
-
-    def reset(self):
-        self.skipped = []
-
-    def gather(self):
-        """The skipped entries of all ranks, sorted (the local ones without torch.distributed)."""
-        import torch.distributed as dist
-        if not (dist.is_available() and dist.is_initialized()):
-            return sorted(self.skipped)
-        per_rank = [None] * dist.get_world_size()
-        dist.all_gather_object(per_rank, self.skipped)
-        return sorted(name for names in per_rank for name in names)
-
-    @staticmethod
-    def report(names, limit=20):
-        """One message: the count and the first `limit` entries."""
-        if not names:
-            return "skipped 0 bad samples"
-        shown = "\n  ".join(names[:limit])
-        more = f"\n  ... and {len(names) - limit} more" if len(names) > limit else ""
-        return f"skipped {len(names)} bad sample(s):\n  {shown}{more}"
+def skip_report(names, limit=20):
+    """One message for the skipped samples of an epoch (names gathered over the ranks by
+    ops.evaluation.gather_names): the count and the first `limit` entries."""
+    if not names:
+        return "skipped 0 bad samples"
+    shown = "\n  ".join(names[:limit])
+    more = f"\n  ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"skipped {len(names)} bad sample(s):\n  {shown}{more}"

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ops.dataset import (BadSampleError, DecordReader, PyAVReader, RawFrameReader, SkipCounter, Skipped,
-                         VideoDataset, VideoList, collate_skip, make_reader, parse_list_line)
+from ops.dataset import (BadSampleError, DecordReader, PyAVReader, RawFrameReader, Skipped,
+                         VideoDataset, VideoList, collate_skip, make_reader, parse_list_line, skip_report)
+from ops.evaluation import gather_names
 from ops.sampling import TSNSampler
 from tests.videogen import frame_indices_of, make_frames, truncate_file, write_frame_folder, write_video
 
@@ -328,17 +329,14 @@ def test_skip_policy_and_collate(mixed_list):
 def test_skip_through_dataloader_workers(mixed_list):
     ds = VideoDataset(mixed_list, RawFrameReader(), TSNSampler(2, mode="val"), on_bad_sample="skip")
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, collate_fn=collate_skip)
-    counter = SkipCounter()
-    seen = []
+    seen, skipped_names = [], []
     for frames, labels, indices, skipped in loader:
-        counter.update(skipped)
+        skipped_names += skipped
         seen += indices.tolist()
-    assert seen == [0, 2] and len(counter) == 2
-    names = counter.gather()
-    report = SkipCounter.report(names)
+    assert seen == [0, 2] and len(skipped_names) == 2
+    report = skip_report(gather_names(skipped_names))
     assert report.startswith("skipped 2 bad sample(s)") and "rawframes/gone" in report
-    counter.reset()
-    assert len(counter) == 0 and SkipCounter.report([]) == "skipped 0 bad samples"
+    assert skip_report([]) == "skipped 0 bad samples"
 
 
 def test_error_through_dataloader_workers_keeps_message(mixed_list):
@@ -350,7 +348,7 @@ def test_error_through_dataloader_workers_keeps_message(mixed_list):
 
 def test_skip_report_truncates_long_lists():
     names = [f"v{i}: bad" for i in range(30)]
-    report = SkipCounter.report(names, limit=5)
+    report = skip_report(names, limit=5)
     assert report.startswith("skipped 30 bad sample(s)") and "v4: bad" in report and "v5: bad" not in report
     assert "and 25 more" in report
 
