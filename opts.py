@@ -8,6 +8,7 @@ import argparse
 import os
 
 VIDEO_DECODERS = ("decord", "pyav", "torchcodec")   # ops.dataset.READERS
+JPEG_DECODERS = ("simplejpeg", "torchcodec", "pil", "torchvision")   # ops.dataset.JPEG_DECODERS
 
 
 def add_skip_ceiling(group):
@@ -33,6 +34,11 @@ def add_data_args(parser):
                    help="frames in folders or videos decoded on the fly (default: the dataset's)")
     g.add_argument("--decoder", default="decord", choices=VIDEO_DECODERS,
                    help="video decoder (torchcodec needs FFmpeg's shared libraries: `make ffmpeg`)")
+    g.add_argument("--jpeg_decoder", default="simplejpeg", choices=JPEG_DECODERS,
+                   help="JPEG decoder for frame folders (all give the same pixels; simplejpeg is the fastest)")
+    g.add_argument("--no_scaled_decode", action="store_true",
+                   help="decode JPEG frames at full size even when the pipeline first scales them to half "
+                        "or less (default: decode at 1/2, 1/4 or 1/8 scale in the DCT domain, faster)")
     g.add_argument("--list_order", default=None, choices=["path_frames_label", "path_label_frames"],
                    help="field order of the list files (default: the dataset's)")
     g.add_argument("--image_tmpl", default=None, help="frame file name template, e.g. img_{:05d}.jpg")

@@ -54,12 +54,14 @@ def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, te
     dataset's list of that mode."""
     list_file = list_file or getattr(dataset_cfg, f"{mode}_list")
     video_list = VideoList(list_file, dataset_cfg.root, dataset_cfg.list_order, dataset_cfg.num_class)
-    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", "decord"))
     spec = model.input_spec
     sampler = model.make_sampler(mode) if hasattr(model, "make_sampler") else \
         default_sampler(cfg, spec, mode, num_clips, twice_sample)
     transform = model.make_transform(mode) if hasattr(model, "make_transform") else \
         default_transform(cfg, spec, dataset_cfg, mode, test_crops, full_res)
+    min_side = None if cfg.get("no_scaled_decode") else getattr(transform, "min_side", None)
+    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", "decord"),
+                         cfg.get("jpeg_decoder", "simplejpeg"), min_side)
     return VideoDataset(video_list, reader, sampler, transform, seed=cfg.get("seed", 0),
                         on_bad_sample=cfg.get("on_bad_sample", "error"))
 

@@ -151,16 +151,44 @@ def check_jpeg_bytes(data):
     return None
 
 
-def _decode_pil(data):
+def _decode_simplejpeg(data, min_side=None, out=None):
+    """libjpeg-turbo through simplejpeg, strict (corrupt data is an error, not damaged pixels),
+    straight into `out` when given; with min_side, the smallest DCT-domain scale M/8 <= 1/2 that
+    keeps both sides >= min_side (full size when none does)."""
+    import simplejpeg
+    side = min_side or 0
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=side, min_width=side,
+                                  min_factor=2 if side else 1, buffer=out, strict=True)
+
+
+def _decode_pil(data, min_side=None, out=None):
+    """Pillow (any image format); with min_side, its JPEG draft mode (DCT-domain scale 1/2, 1/4 or 1/8)."""
     from PIL import Image
     with Image.open(io.BytesIO(data)) as image:
+        if min_side:
+            image.draft("RGB", (min_side, min_side))
         return np.asarray(image.convert("RGB"))
 
 
-def _decode_torchvision(data):
+def _decode_torchcodec(data, min_side=None, out=None):
+    """torchcodec's decode_jpeg (libjpeg-turbo; no FFmpeg needed); full size only."""
+    from torchcodec.decoders import decode_jpeg
+    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB").permute(1, 2, 0).numpy()
+
+
+def _decode_torchvision(data, min_side=None, out=None):
+    """torchvision's decode_jpeg (deprecated since torchvision 0.29: it warns); full size only."""
     from torchvision.io import ImageReadMode, decode_jpeg
     tensor = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     return tensor.permute(1, 2, 0).numpy()
+
+
+# name -> decode(bytes, min_side, out) -> uint8 [H, W, 3]; opts.JPEG_DECODERS lists the same names.
+# The four give bit-identical pixels at full size; CPU ms per 340x256 frame (quality 90, one
+# thread, docs/benchmarks.md): simplejpeg 0.36, torchcodec 0.41, torchvision 0.41, PIL 0.71.
+JPEG_DECODERS = {"simplejpeg": _decode_simplejpeg, "torchcodec": _decode_torchcodec, "pil": _decode_pil,
+                 "torchvision": _decode_torchvision}
+SCALED_JPEG_DECODERS = ("simplejpeg", "pil")
 
 
 def _unique(indices):
@@ -184,34 +212,31 @@ def _gather(frames, inverse):
     return frames[inverse]
 
 
-def _has_torchvision_jpeg():
-    try:
-        from torchvision.io import decode_jpeg  # noqa: F401  (deprecated in torchvision 0.29)
-        return True
-    except ImportError:
-        return False
-
-
 class RawFrameReader:
-    """Frames stored as JPEG files `image_tmpl.format(index + 1)` in one folder per video.
+    """Frames stored as image files `image_tmpl.format(index + 1)` in one folder per video.
 
-    backend 'auto' picks torchvision's decode_jpeg for JPEG templates (0.44 ms per 340x256 frame
-    against PIL's 0.53 ms, one thread) and PIL otherwise or where torchvision lacks decode_jpeg
-    (its image decoding is deprecated since torchvision 0.29).
+    decoder: a JPEG_DECODERS name (simplejpeg, the fastest, by default); other templates than
+    .jpg/.jpeg are read with PIL. Each needed frame is decoded once, into one preallocated array.
+    min_side: the short side the transform scales to first (GroupScale); frames at least twice
+    that are decoded at a reduced scale in the DCT domain (simplejpeg: M/8 <= 1/2; PIL: 1/2, 1/4,
+    1/8), keeping both sides >= min_side, and the transform's resize does the last step
+    (docs/benchmarks.md gives the speed and the pixel difference).
     """
 
-    def __init__(self, image_tmpl="img_{:05d}.jpg", backend="auto"):
-        if backend not in ("auto", "torchvision", "pil"):
-            raise ValueError(f"backend must be 'auto', 'torchvision' or 'pil', got '{backend}'")
-        if backend == "auto":
-            is_jpeg = image_tmpl.lower().endswith((".jpg", ".jpeg"))
-            backend = "torchvision" if is_jpeg and _has_torchvision_jpeg() else "pil"
-        self.image_tmpl, self.backend = image_tmpl, backend
-        self._decode = _decode_torchvision if backend == "torchvision" else _decode_pil
+    def __init__(self, image_tmpl="img_{:05d}.jpg", decoder="simplejpeg", min_side=None):
+        if decoder not in JPEG_DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(JPEG_DECODERS)}, got '{decoder}'")
+        if not image_tmpl.lower().endswith((".jpg", ".jpeg")):
+            decoder = "pil"
+        if decoder == "torchcodec":
+            _check_torchcodec_package()
+        self.image_tmpl, self.decoder = image_tmpl, decoder
+        self.min_side = min_side if decoder in SCALED_JPEG_DECODERS else None
+        self._decode = JPEG_DECODERS[decoder]
         self._name_re = re.compile(self._template_regex(image_tmpl))
 
     def __repr__(self):
-        return f"RawFrameReader(image_tmpl='{self.image_tmpl}', backend='{self.backend}')"
+        return f"RawFrameReader(image_tmpl='{self.image_tmpl}', decoder='{self.decoder}', min_side={self.min_side})"
 
     @staticmethod
     def _template_regex(tmpl):
@@ -251,15 +276,22 @@ class RawFrameReader:
 
     def read(self, path, indices):
         unique, inverse = _unique(indices)
-        frames = []
-        for index in unique:
-            data = self.read_bytes(path, int(index))
+        out = None
+        for slot, index in enumerate(unique.tolist()):
+            data = self.read_bytes(path, index)
             try:
-                frames.append(self._decode(data))
+                frame = self._decode(data, self.min_side, None if out is None else out[slot])
             except (RuntimeError, OSError, ValueError) as e:
-                raise BadSampleError(path, int(index), f"cannot decode {self.image_tmpl.format(index + 1)}: "
-                                     f"{str(e).splitlines()[0]}") from None
-        return _stack(path, frames, inverse)
+                raise BadSampleError(path, index, f"cannot decode {self.image_tmpl.format(index + 1)}: "
+                                     f"{_first_line(e)}") from None
+            if out is None:
+                out = np.empty((len(unique),) + frame.shape, np.uint8)
+            elif frame.shape != out.shape[1:]:
+                raise BadSampleError(path, index, f"frame size {frame.shape[:2]} differs from frame "
+                                     f"{int(unique[0])}'s {out.shape[1:3]}")
+            if not np.may_share_memory(frame, out):
+                out[slot] = frame
+        return _gather(out, inverse)
 
 
 def _read_at(f, offset, size):
@@ -562,13 +594,20 @@ class TorchCodecReader:
         return _gather(frames, inverse)
 
 
-def check_torchcodec():
-    """ImportError saying what to install when torchcodec or the FFmpeg libraries it loads are missing."""
+def _check_torchcodec_package():
     try:
         import torchcodec
     except (ImportError, OSError, RuntimeError) as e:
-        raise ImportError(f"--decoder torchcodec needs the torchcodec package (pip install torchcodec): "
-                          f"{_first_line(e)}") from None
+        raise ImportError(f"torchcodec is not installed (pip install torchcodec): {_first_line(e)}") from None
+    return torchcodec
+
+
+def check_torchcodec():
+    """ImportError saying what to install when torchcodec or the FFmpeg libraries it loads are missing."""
+    try:
+        torchcodec = _check_torchcodec_package()
+    except ImportError as e:
+        raise ImportError(f"--decoder torchcodec: {e}") from None
     if torchcodec.ffmpeg_major_version is None:
         raise ImportError("--decoder torchcodec needs FFmpeg's shared libraries (4 to 8): `make ffmpeg` "
                           "(apt-get install ffmpeg), or --decoder pyav / decord")
@@ -582,10 +621,11 @@ def _first_line(error):
 READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
 
 
-def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder="decord"):
-    """The reader for a data format: RawFrameReader(image_tmpl) or the named video decoder."""
+def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder="decord", jpeg_decoder="simplejpeg", min_side=None):
+    """The reader for a data format: RawFrameReader(image_tmpl, jpeg_decoder, min_side) or the named
+    video decoder."""
     if data_format == "rawframes":
-        return RawFrameReader(image_tmpl)
+        return RawFrameReader(image_tmpl, jpeg_decoder, min_side)
     if data_format != "video":
         raise ValueError(f"data_format must be 'rawframes' or 'video', got '{data_format}'")
     if decoder not in READERS:

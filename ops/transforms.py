@@ -372,6 +372,13 @@ class Compose:
     def __init__(self, steps):
         self.steps = list(steps)
 
+    @property
+    def min_side(self):
+        """The short side the pipeline scales frames to first (GroupScale(int)), or None: a reader
+        may decode frames at any size whose short side is at least this."""
+        first = self.steps[0] if self.steps else None
+        return first.size if isinstance(first, GroupScale) and isinstance(first.size, int) else None
+
     def __call__(self, frames, label, rng):
         frames = as_frames(frames)
         for step in self.steps:

@@ -144,7 +144,7 @@ def test_registry_and_missing_torchcodec(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torchcodec)
-    with pytest.raises(ImportError, match="--decoder torchcodec needs the torchcodec package"):
+    with pytest.raises(ImportError, match="--decoder torchcodec: torchcodec is not installed"):
         make_reader("video", decoder="torchcodec")
     monkeypatch.undo()
     torchcodec = pytest.importorskip("torchcodec")

@@ -110,7 +110,7 @@ def pipelines(fmt, decoder, segments, crop_size, scale_size):
     """(name, reader, sampler, transform) rows for one data format."""
     video_reader = DecordReader() if decoder == "decord" else PyAVReader()
     ours = RawFrameReader("img_{:05d}.jpg") if fmt == "rawframes" else video_reader
-    classic = RawFrameReader("img_{:05d}.jpg", backend="pil") if fmt == "rawframes" else video_reader
+    classic = RawFrameReader("img_{:05d}.jpg", decoder="pil") if fmt == "rawframes" else video_reader
     train, test = TSNSampler(segments, mode="train"), TSNSampler(segments, mode="test")
     floors = [("decode only (floor)", ours, train, decode_only)]
     if fmt == "rawframes":
