@@ -32,6 +32,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ops.registry import MODELS
+from ops.transforms import GroupRandomResizedCrop
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class TemporalPairSampler:
 
 class BasicClipAugment:
     """VTDL's basic augmentation, one random draw per clip applied to all its frames: random
-    resized crop (area `scale`, aspect 3/4-4/3), horizontal flip, rotation +-`degrees`, colour
+    resized crop (GroupRandomResizedCrop's window: area `scale`, aspect 3/4-4/3), horizontal flip, rotation +-`degrees`, colour
     jitter (brightness/contrast/saturation 0.4, hue 0.1, with probability 0.8). uint8 in and out.
 
     frames [C, T, H, W, 3] uint8 (C = 2: anchor, negative) -> uint8 tensor [3, T, size, size, 3]:
@@ -78,19 +79,11 @@ class BasicClipAugment:
     def __init__(self, size, scale=(0.2, 1.0), degrees=10.0, flip=True, jitter=0.4, hue=0.1, jitter_p=0.8):
         self.size, self.scale, self.degrees, self.flip = size, scale, degrees, flip
         self.jitter, self.hue, self.jitter_p = jitter, hue, jitter_p
+        self.crop = GroupRandomResizedCrop(size, area=scale)
 
     def augment(self, clip, rng):
         """clip uint8 tensor [T, 3, H, W] -> [T, 3, size, size]."""
-        h, w = clip.shape[-2:]
-        for _ in range(10):
-            area = h * w * rng.uniform(*self.scale)
-            aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-            ch, cw = int(round(np.sqrt(area / aspect))), int(round(np.sqrt(area * aspect)))
-            if 0 < ch <= h and 0 < cw <= w:
-                break
-        else:
-            ch = cw = min(h, w)
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        top, left, ch, cw = self.crop.window(*clip.shape[-2:], rng)
         clip = TF.resized_crop(clip, top, left, ch, cw, [self.size, self.size], antialias=True)
         if self.flip and rng.random() < 0.5:
             clip = TF.horizontal_flip(clip)
