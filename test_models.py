@@ -20,7 +20,7 @@ import torch
 
 from ops import distributed as du
 from ops.data import build_dataset, build_loader
-from ops.dataset import BadSampleError, skip_report
+from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
@@ -28,7 +28,7 @@ from ops.models import model_from_checkpoint
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
-from opts import VIDEO_DECODERS
+from opts import VIDEO_DECODERS, add_skip_ceiling
 
 logger = logging.getLogger("test_models")
 
@@ -63,6 +63,7 @@ def build_parser():
     p.add_argument("--max_views", type=int, default=None, help="views per model call at most (memory bound)")
     p.add_argument("-j", "--workers", type=int, default=4, help="data-loading workers")
     p.add_argument("--on_bad_sample", default=None, choices=["error", "skip"], help="default: error")
+    add_skip_ceiling(p)
     p.add_argument("--amp", action="store_true", help="mixed precision inference")
     p.add_argument("--save_dir", default=None, help="output folder (default: beside the first checkpoint)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -84,6 +85,8 @@ def check_args(args, parser):
             parser.error(f"--{name} must be >= 1")
     if args.test_segments is not None and args.test_segments < 1:
         parser.error("--test_segments must be >= 1")
+    if not 0 <= args.max_skip_fraction <= 1:
+        parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
     return args
 
 
@@ -92,7 +95,9 @@ def test_overrides(trained, args):
     overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
                      decoder=args.decoder, on_bad_sample=args.on_bad_sample)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.dataset or args.root_path:  # the trained lists belong to the old dataset/root
+    # A named dataset's lists live in its root, so another dataset or root brings its own lists; a
+    # custom run's lists are files given by path, kept unless --test_list replaces them.
+    if (args.dataset or args.root_path) and overrides.get("dataset", trained.get("dataset")) != "custom":
         overrides.update(train_list=None, val_list=None)
     if args.dense_sample:
         overrides["dense_sample"] = True
@@ -132,8 +137,9 @@ def evaluate_checkpoint(path, args, dist):
     skipped = gather_names(skipped)
     if skipped:
         logger.info(f"=> {skip_report(skipped)}")
+        check_skip_ceiling(skipped, len(dataset), args.max_skip_fraction, f"test of {path}")
     indices, scores, labels = gather_predictions(indices, scores, labels)
-    return indices, scores, labels, dataset, dataset_cfg
+    return indices, scores, labels, dataset, dataset_cfg, skipped
 
 
 def main(argv=None):
@@ -144,21 +150,21 @@ def main(argv=None):
     coeff = args.coeff or [1.0] * len(args.weights)
     total, ref = None, None
     for path, weight in zip(args.weights, coeff):
-        indices, scores, labels, dataset, dataset_cfg = evaluate_checkpoint(path, args, dist)
+        indices, scores, labels, dataset, dataset_cfg, skipped = evaluate_checkpoint(path, args, dist)
         if ref is None:
-            ref = (indices, labels, dataset, dataset_cfg)
+            ref = (indices, labels, dataset, dataset_cfg, skipped)
         elif not torch.equal(indices, ref[0]):
             raise ValueError(f"{path} was tested on other videos than {args.weights[0]}: an ensemble needs "
                              "the same test list (and skip policy)")
         total = weight * scores if total is None else total + weight * scores
-    indices, labels, dataset, dataset_cfg = ref
+    indices, labels, dataset, dataset_cfg, skipped = ref
     if dist.is_main:
-        report(args, total, indices, labels, dataset, dataset_cfg)
+        report(args, total, indices, labels, dataset, dataset_cfg, skipped)
     teardown_logging()
     du.cleanup()
 
 
-def report(args, scores, indices, labels, dataset, dataset_cfg):
+def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
     num_class = dataset_cfg.num_class
     metrics = compute_metrics(scores, labels, num_class)
     views = (f"{args.num_clips} clip(s) x {args.test_crops} crop(s)" + (" twice-sampled" if args.twice_sample else "")
@@ -184,15 +190,20 @@ def report(args, scores, indices, labels, dataset, dataset_cfg):
     summary = {k: metrics[k] for k in ("top1", "top5", "mean_class_acc", "num_videos")}
     summary.update(weights=args.weights, coeff=args.coeff, num_clips=args.num_clips, test_crops=args.test_crops,
                    twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax,
-                   reverse_time=args.reverse_time)
+                   reverse_time=args.reverse_time, skipped=len(skipped), skipped_samples=list(skipped))
     with open(os.path.join(save_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2)
     logger.info(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")
 
 
-if __name__ == "__main__":
+def entry(argv=None):
+    """main() with a bad sample, checkpoint, list or disk reported in one line, exit status 1."""
     try:
-        main()
-    except (BadSampleError, FileNotFoundError, ValueError) as err:
+        main(argv)
+    except (BadSampleError, SkipLimitError, OSError, ValueError) as err:
         print(f"test_models.py: error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    entry()

@@ -198,11 +198,14 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # A torch.save file holding Python objects (a pickled module), or a pickle of another kind.
-        refused = [line for line in str(err).splitlines() if "WeightsUnpickler error" in line]
-        detail = refused[0].split("error:", 1)[1].split(" was not an allowed")[0].strip() if refused else ""
-        raise CheckpointError(f"{path} cannot be read as a weights-only checkpoint (tensors and plain data "
-                              f"only): {detail or _first_sentence(err)}") from err
+        # A torch.save file holding Python objects (a pickled module) names the refused global.
+        refused = [line for line in str(err).splitlines() if "Unsupported global" in line]
+        if refused:
+            detail = refused[0].split("error:", 1)[-1].split(" was not an allowed")[0].strip()
+            raise CheckpointError(f"{path} cannot be read as a weights-only checkpoint (tensors and plain data "
+                                  f"only): {detail}") from err
+        raise CheckpointError(f"{path} is not a checkpoint (truncated, or not a torch.save file): "
+                              f"{_first_sentence(err)}") from err
     except Exception as err:  # torch.load raises RuntimeError, KeyError, EOFError... on non-checkpoints
         raise CheckpointError(f"{path} is not a checkpoint (truncated, or not a torch.save file): "
                               f"{type(err).__name__}: {_first_sentence(err)}") from err

@@ -165,8 +165,9 @@ def get_dataset_config(name, root=None, split=1, **overrides):
 def _validate(cfg):
     if cfg.num_class is None or cfg.num_class < 1:
         raise ValueError(f"dataset '{cfg.name}' needs num_class >= 1 (--num_class), got {cfg.num_class}")
-    if cfg.train_list is None and cfg.val_list is None:
-        raise ValueError(f"dataset '{cfg.name}' needs list files (--train_list and/or --val_list)")
+    if cfg.train_list is None and cfg.val_list is None and cfg.test_list is None:
+        raise ValueError(f"dataset '{cfg.name}' needs list files (--train_list and/or --val_list, or "
+                         "test_models.py --test_list)")
     if cfg.list_order not in LIST_ORDERS:
         raise ValueError(f"list_order must be one of {LIST_ORDERS}, got '{cfg.list_order}'")
     if cfg.flip not in FLIP_POLICIES:

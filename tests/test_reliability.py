@@ -1,6 +1,7 @@
 """main.py under faults and bad input (docs/reliability.md): each failure is one line, before an
 epoch is spent where it can be checked at start, and no checkpoint is ever lost."""
 import errno
+import json
 import os
 import shutil
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import main
+import test_models
 from ops import checkpoint as ckpt
 from tests.test_main import make_colour_dataset
 
@@ -248,3 +250,59 @@ def test_worker_error_is_one_line_naming_video_frame_and_list_line(data, tmp_pat
     err = one_line(capsys, argv)
     assert err.startswith(f"main.py: error: bad sample: {broken}: frame 1 (0-based): img_00002.jpg: empty file")
     assert f"({train}:6)" in err
+
+
+# ---- test_models.py ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moved_run(tmp_path_factory):
+    """A custom-dataset checkpoint whose data then moved to another root."""
+    old = tmp_path_factory.mktemp("old_root")
+    lists = make_colour_dataset(str(old), per_class=(1, 1), frames=4, size=(32, 40))
+    out = tmp_path_factory.mktemp("run")
+    main.main(args(old, lists, out, 1, "-b", "2"))
+    new = tmp_path_factory.mktemp("new_root") / "data"
+    shutil.move(str(old), new)
+    return str(run_dir(out, "ckpt", 1) / "ckpt.pth"), new
+
+
+def run_test_models(capsys, *argv, code=None):
+    if code is None:
+        test_models.main([*argv, "--no_progress", "-j", "0"])
+        return None
+    with pytest.raises(SystemExit) as exit_info:
+        test_models.entry([*argv, "--no_progress", "-j", "0"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == code and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_custom_checkpoint_retargeted_with_root_and_test_list(moved_run, tmp_path, capsys):
+    weights, new = moved_run
+    save = tmp_path / "out"
+    run_test_models(capsys, "--weights", weights, "--root_path", str(new), "--test_list", str(new / "val.txt"),
+                    "--save_dir", str(save))
+    metrics = json.loads((save / "metrics.json").read_text())
+    assert metrics["num_videos"] == 4 and metrics["skipped"] == 0
+    # The trained val list moved with its data: the root alone does not find it, and says so.
+    err = run_test_models(capsys, "--weights", weights, "--root_path", str(new), code=1)
+    assert "test list not found" in err
+
+
+def test_test_models_counts_skips_and_stops_at_the_ceiling(moved_run, tmp_path, capsys):
+    weights, new = moved_run
+    lines = (new / "val.txt").read_text().split("\n")[:4]
+    test_list = write_list(tmp_path / "test.txt", lines[:3] + ["gone 4 3"])
+    save = tmp_path / "out"
+    common = ["--weights", weights, "--root_path", str(new), "--test_list", test_list, "--save_dir", str(save)]
+    err = run_test_models(capsys, *common, "--on_bad_sample", "skip", code=1)
+    assert f"test of {weights}: 1 of 4 samples were bad, more than the ceiling --max_skip_fraction 0.1" in err
+    run_test_models(capsys, *common, "--on_bad_sample", "skip", "--max_skip_fraction", "0.5")
+    metrics = json.loads((save / "metrics.json").read_text())
+    assert metrics["num_videos"] == 3 and metrics["skipped"] == 1
+    assert metrics["skipped_samples"][0].startswith("gone: ")
+    err = run_test_models(capsys, *common, code=1)
+    assert err.startswith(f"test_models.py: error: {new}/gone: no such frame folder ({test_list}:4)")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x00" * 10)
+    assert f"{bad} is not a checkpoint" in run_test_models(capsys, *common[2:], "--weights", str(bad), code=1)
