@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from opts import build_train_parser, check_args
+from opts import build_train_parser, check_args, default_partial_bn
 from ops import checkpoint as ckpt
 from ops import distributed as du
 from ops.data import build_dataset, build_loader, preflight
@@ -24,27 +24,33 @@ from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
-from ops.models import build_model
+from ops.models import build_model, model_name
 from ops.policies import build_param_groups, describe_groups, freeze_for_linear_probe
 from ops.registry import MODELS
 from ops.transforms import DeviceNormalize
 
 
+RUN_TITLES = {"sttnet": "STTNet", "tsn": "TSN"}
+
+
 def run_name(args):
-    """STTNet_<dataset>_<modality>_<arch>_<consensus>_segment<K>_e<epochs>[_suffix] for 2D models, where
-    the model family (sttnet, ...) prefixes the arch and TSM's shift follows it as in TSM's names
-    (resnet50_shift8_blockres[_tpool]); a 3D clip model has no segments or consensus:
-    STTNet_<dataset>_<modality>_<arch>_clip<T>[_stride<s>]_e<epochs>; an SSL method replaces the consensus."""
+    """<model>_<dataset>_<modality>_<arch>_<consensus>_segment<K>_e<epochs>[_suffix], <model> saying
+    what is trained (STTNet, TSN, or the registry name: cpc_trans_ft, vtdl, ...). TSM's shift follows
+    the arch as in TSM's names (resnet50_shift8_blockres[_tpool]); a pre-training method has no
+    consensus; a 3D clip model names itself and has no segments or consensus:
+    <model>_<dataset>_<modality>[_<arch> under SSL]_clip<T>[_stride<s>]_e<epochs>."""
+    model = model_name(vars(args))
     clip_model = args.arch in MODELS
-    arch = args.arch if args.model == "tsn" or clip_model or args.ssl else f"{args.model}-{args.arch}"
+    arch = [] if args.arch == model else [args.arch]
     if args.shift:
-        arch += f"_shift{args.shift_div}_{args.shift_place}" + ("_tpool" if args.temporal_pool else "")
+        arch = [arch[0] + f"_shift{args.shift_div}_{args.shift_place}" + ("_tpool" if args.temporal_pool else "")]
     if clip_model:
         frames = f"clip{args.clip_len}" + (f"_stride{args.frame_stride}" if args.frame_stride != 1 else "")
     else:
         frames = f"segment{args.num_segments}"
-    head = [args.ssl] if args.ssl else [] if clip_model else [args.consensus_type]
-    name = "_".join(["STTNet", args.dataset, args.modality, arch, *head, frames, f"e{args.epochs}"])
+    head = [] if args.ssl or clip_model else [args.consensus_type]
+    name = "_".join([RUN_TITLES.get(model, model), args.dataset, args.modality, *arch, *head, frames,
+                     f"e{args.epochs}"])
     return f"{name}_{args.suffix}" if args.suffix else name
 
 
@@ -131,8 +137,20 @@ def main(argv=None):
     if dist.is_main:  # pre-flight: an unwritable or full disk fails now, not after an epoch
         ckpt.check_writable(log_dir, what="log folder")
     log = RunLog(log_dir, rank=dist.rank)
-    log.save_json("args.json", ckpt.plain(config))
     log.text(f"=> run {store_name} on {dist.world_size} process(es), device {device}")
+
+    resume_flag = "--resume" if args.resume else "--auto_resume"
+    try:
+        state = ckpt.load_run_checkpoint(resume_path) if resume_path else None
+    except ckpt.CheckpointError as err:
+        parser.error(f"{resume_flag}: {err}")
+    # A resumed run keeps the identity it started with: fine-tuning (the new classifier's x5/x10
+    # groups), partial BN and, for a linear probe, which parameters learn.
+    started = state["config"] if state else config
+    if config["partial_bn"] is None:
+        config["partial_bn"] = started.get("partial_bn") if state else default_partial_bn(args)
+    config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"))
+    log.save_json("args.json", ckpt.plain(config))
 
     seed_everything(args.seed)
     model = build_model(config)
@@ -142,6 +160,10 @@ def main(argv=None):
     if args.pretrain == "none" and not (args.resume or args.auto_resume or args.tune_from):
         log.text("=> no pretrained weights: training from scratch (--pretrain imagenet --pretrained_weights PATH "
                  "starts a 2D backbone from a local ImageNet file)")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    frozen = len(model.frozen_bns()) if hasattr(model, "frozen_bns") else 0
+    log.text(f"=> model {model_name(config)}: {len(bns) - frozen} of {len(bns)} BatchNorms train"
+             + (f" (partial BN: {frozen} frozen at the loaded statistics)" if frozen else ""))
     spec = model.input_spec
     keep_views = bool(args.ssl)
     try:  # a malformed list line or a too-small list: one line naming the file and line
@@ -174,15 +196,6 @@ def main(argv=None):
         model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
     normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
 
-    resume_flag = "--resume" if args.resume else "--auto_resume"
-    try:
-        state = ckpt.load_run_checkpoint(resume_path) if resume_path else None
-    except ckpt.CheckpointError as err:
-        parser.error(f"{resume_flag}: {err}")
-    # A resumed run keeps the identity it started with: fine-tuning (the new classifier's x5/x10
-    # groups) and, for a linear probe, which parameters learn.
-    started = state["config"] if state else config
-    config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"))
     groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=bool(config["tune_from"]))
     log.text("=> parameter groups:\n" + describe_groups(groups), echo=False)
     optimizer = make_optimizer(args, groups)

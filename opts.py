@@ -59,8 +59,9 @@ def add_data_args(parser):
 
 def add_model_args(parser):
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default="tsn",
-                   help="model family from the registry: tsn, sttnet, cpc_trans_ft (2D backbone + --arch); "
+    g.add_argument("--model", default="sttnet",
+                   help="model family from the registry: sttnet (STTNet, the default), tsn (plain TSN, also with "
+                        "the stmodeling blocks of --consensus_type), cpc_trans_ft (2D backbone + --arch); "
                         "clip models are chosen by --arch (c3d, r2plus1d, stts, stts_a, r3d18, i3d)")
     g.add_argument("--arch", default="resnet50", help="2D backbone (resnet18/34/50/101, BNInception, "
                    "squeezenet1_1, mobilenet_v2) or 3D clip model")
@@ -70,8 +71,12 @@ def add_model_args(parser):
     g.add_argument("--pretrain", default="none", choices=["none", "imagenet"],
                    help="'imagenet' loads backbone weights from --pretrained_weights (never downloads)")
     g.add_argument("--pretrained_weights", default=None, help="local file of torchvision-format weights")
-    g.add_argument("--no_partialbn", "--npb", dest="no_partialbn", action="store_true",
-                   help="train every BatchNorm (default: freeze all but the first, TSN's partial BN)")
+    g.add_argument("--partialbn", dest="partial_bn", action="store_true", default=None,
+                   help="TSN's partial BN: freeze every BatchNorm of the backbone but the first, at the statistics "
+                        "of the loaded weights (needs --tune_from or --pretrain imagenet). Default: on for --model "
+                        "tsn with loaded weights, off otherwise (STTNet's reference trains every BatchNorm)")
+    g.add_argument("--no_partialbn", "--npb", dest="partial_bn", action="store_false",
+                   help="train every BatchNorm")
     # --- TSM's temporal shift (ops/temporal_shift.py) ---
     g.add_argument("--shift", action="store_true",
                    help="TSM: shift channels between neighbouring frames in every block of a ResNet backbone")
@@ -222,6 +227,29 @@ def check_registered(args, parser):
                      f"{', '.join(CONSENSUS.names())} (names are case-sensitive)")
 
 
+def loads_weights(args):
+    """Whether the run starts from loaded weights (a resumed run is judged by the run it continues)."""
+    return args.pretrain == "imagenet" or bool(args.tune_from)
+
+
+def default_partial_bn(args):
+    """Partial BN freezes BatchNorms at loaded statistics, so it is on only on top of loaded weights,
+    and only for TSN (the STTNet reference's switch could never turn on: every BatchNorm trains)."""
+    from ops.models import MODELS
+    return loads_weights(args) and args.model == "tsn" and args.arch not in MODELS and not args.ssl
+
+
+def resolve_partial_bn(args, parser):
+    """--partialbn without weights is an error; unset, the default of `default_partial_bn` applies
+    (a resumed run keeps its own setting: main.py reads it from the checkpoint)."""
+    continues = bool(args.resume or args.auto_resume)
+    if args.partial_bn and not loads_weights(args) and not continues:
+        parser.error("--partialbn freezes BatchNorms at the statistics of loaded weights, and none are loaded: "
+                     "give --tune_from CHECKPOINT or --pretrain imagenet --pretrained_weights PATH, or drop it")
+    if args.partial_bn is None and not continues:
+        args.partial_bn = default_partial_bn(args)
+
+
 def check_shift(args, parser):
     """TSM's options apply to the torchvision ResNets inside TSN-family models."""
     if args.temporal_pool and not args.shift:
@@ -266,6 +294,7 @@ def check_args(args, parser):
                      "--auto_resume for this run's last checkpoint); it would score a randomly initialised model")
     if args.resume and args.tune_from:
         parser.error("--resume continues a run and --tune_from starts a new one: give one of them")
+    resolve_partial_bn(args, parser)
     if args.pretrain == "imagenet" and not args.pretrained_weights:
         parser.error("--pretrain imagenet needs --pretrained_weights PATH (a local torchvision-format file); "
                      "nothing is downloaded")

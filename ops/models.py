@@ -60,7 +60,7 @@ class TSN(nn.Module):
     """
 
     def __init__(self, backbone, num_class, num_segments, consensus="avg", new_length=1, dropout=0.5,
-                 img_feature_dim=256, partial_bn=True, crop_size=224, scale_size=None, temporal_pool=False,
+                 img_feature_dim=256, partial_bn=False, crop_size=224, scale_size=None, temporal_pool=False,
                  consensus_opts=None):
         super().__init__()
         self.num_class, self.num_segments, self.new_length = num_class, num_segments, new_length
@@ -147,7 +147,7 @@ def tsn_kwargs(cfg):
     return dict(num_class=cfg["num_class"], num_segments=cfg["num_segments"],
                 consensus=cfg.get("consensus_type", "avg"), new_length=cfg.get("new_length", 1),
                 dropout=cfg.get("dropout", 0.5), img_feature_dim=cfg.get("img_feature_dim", 256),
-                partial_bn=not cfg.get("no_partialbn", False), crop_size=crop_size,
+                partial_bn=bool(cfg.get("partial_bn")), crop_size=crop_size,
                 scale_size=cfg.get("scale_size"), temporal_pool=bool(cfg.get("shift") and cfg.get("temporal_pool")),
                 consensus_opts=block_options(cfg.get("consensus_type", "avg"), cfg))
 
@@ -157,16 +157,20 @@ def tsn(cfg):
     return TSN(build_backbone(cfg), **tsn_kwargs(cfg))
 
 
-def build_model(cfg):
-    """The model for a run configuration (a dict): `ssl` (pre-training) if set, else `arch` when it
-    names a whole model (3D clip models), else `model` (tsn, sttnet) around the 2D backbone `arch`."""
+def model_name(cfg):
+    """The registry name of the model a run configuration builds: `ssl` (pre-training) if set, else
+    `arch` when it names a whole model (3D clip models), else `model` (sttnet, tsn, ...) around the
+    2D backbone `arch`."""
     if cfg.get("ssl"):
-        name = cfg["ssl"]
-    elif cfg.get("arch") in MODELS:
-        name = cfg["arch"]
-    else:
-        name = cfg.get("model") or "tsn"
-    return MODELS.create(name, cfg)
+        return cfg["ssl"]
+    if cfg.get("arch") in MODELS:
+        return cfg["arch"]
+    return cfg["model"]
+
+
+def build_model(cfg):
+    """The model for a run configuration (a dict), see `model_name`."""
+    return MODELS.create(model_name(cfg), cfg)
 
 
 def model_from_checkpoint(path, overrides=None, needs_logits=False, random_init=False):

@@ -24,9 +24,9 @@ echo "== 1/3 synthetic benchmark -> data/synthetic"
 "$PYTHON" tools/synthetic.py --out data/synthetic -j "$WORKERS"
 
 SUFFIX=demo
-RUN=STTNet_synthetic_RGB_${ARCH}_${CONSENSUS}_segment${SEGMENTS}_e${EPOCHS}_${SUFFIX}
+RUN=TSN_synthetic_RGB_${ARCH}_${CONSENSUS}_segment${SEGMENTS}_e${EPOCHS}_${SUFFIX}
 echo "== 2/3 training $RUN on the CPU"
-"$PYTHON" main.py synthetic RGB --root_path data/synthetic --arch "$ARCH" --num_segments "$SEGMENTS" \
+"$PYTHON" main.py synthetic RGB --root_path data/synthetic --model tsn --arch "$ARCH" --num_segments "$SEGMENTS" \
   --consensus_type "$CONSENSUS" --img_feature_dim 128 --crop_size "$CROP" --scale_size $((CROP * 9 / 8)) --npb \
   --optimizer adam --lr 2e-3 --wd 1e-4 --lr_type cos --epochs "$EPOCHS" --batch-size 16 --dropout 0.2 \
   -j "$WORKERS" --suffix "$SUFFIX" --root_log log --root_model checkpoint

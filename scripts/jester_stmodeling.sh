@@ -16,6 +16,6 @@ run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else 
 INIT=()
 if [ -n "$PRETRAINED" ]; then INIT=(--pretrain imagenet --pretrained_weights "$PRETRAINED"); fi
 
-run main.py jester RGB --root_path "$ROOT" --arch squeezenet1_1 --num_segments 8 --consensus_type "$CONSENSUS" \
+run main.py jester RGB --root_path "$ROOT" --model tsn --arch squeezenet1_1 --num_segments 8 --consensus_type "$CONSENSUS" \
     --img_feature_dim 256 --dropout 0.5 -b 16 --optimizer sgd --lr 0.001 --momentum 0.9 --wd 5e-4 \
     --epochs 60 --lr_steps 25 40 --gd 20 -j 8 ${INIT[@]+"${INIT[@]}"} "$@"

@@ -16,7 +16,7 @@ run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else 
 INIT=()
 if [ -n "$PRETRAINED" ]; then INIT=(--pretrain imagenet --pretrained_weights "$PRETRAINED"); fi
 
-run main.py somethingv2 RGB --root_path "$ROOT" --arch BNInception --num_segments 16 --consensus_type TRNmultiscale \
+run main.py somethingv2 RGB --root_path "$ROOT" --model tsn --arch BNInception --num_segments 16 --consensus_type TRNmultiscale \
     --img_feature_dim 256 --dropout 0.8 -b 8 --optimizer sgd --lr 0.001 --momentum 0.9 --wd 5e-4 \
     --epochs 60 --lr_steps 25 40 --gd 20 -j 8 --root_model "$OUT" --root_log "$LOGS" ${INIT[@]+"${INIT[@]}"} "$@"
 run test_models.py --weights "$(ls "$OUT"/*/ckpt.best.pth | head -1)" --num_clips 2 --test_crops 3 --softmax \

@@ -31,7 +31,7 @@ fi
 for seed in $SEEDS; do
     for block in $BLOCKS; do
         dir="$OUT/seed$seed/$block"
-        "$PYTHON" main.py synthetic RGB --root_path "$DATA" --arch "$ARCH" --num_segments 8 --consensus_type "$block" \
+        "$PYTHON" main.py synthetic RGB --root_path "$DATA" --model tsn --arch "$ARCH" --num_segments 8 --consensus_type "$block" \
             --img_feature_dim 256 --dropout 0.5 --crop_size 64 --scale_size 72 --no_partialbn -b "$BATCH" $OPTIM $EXTRA \
             --lr_type cos --epochs "$EPOCHS" --seed "$seed" -j 2 --no_progress \
             --root_model "$dir/ckpt" --root_log "$dir/log"

@@ -19,7 +19,7 @@ tsn_run() {
         return 2
     fi
     "$python" -m torch.distributed.run --nproc_per_node "$ngpu" main.py "$dataset" RGB --split 1 \
-        --arch resnet50 --num_segments 8 --consensus_type avg --dropout 0.8 \
+        --model tsn --arch resnet50 --num_segments 8 --consensus_type avg --dropout 0.8 \
         --lr 0.001 --lr_steps 10 20 --epochs 25 --batch-size "$batch" --gd 20 --wd 5e-4 \
         --eval-freq 1 -j 8 "${init[@]}" "$@"
 }

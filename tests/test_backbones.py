@@ -58,7 +58,7 @@ def test_torchvision_backbones_feature_maps(arch, dim, side):
 
 
 def test_input_specs_reach_the_normalisation():
-    cfg = dict(num_class=4, num_segments=2, crop_size=64)
+    cfg = dict(model="tsn", num_class=4, num_segments=2, crop_size=64)
     bgr = build_model(dict(cfg, arch="BNInception")).input_spec
     assert (bgr.bgr, bgr.value_scale, bgr.mean, bgr.std) == (True, 255, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0))
     frames = torch.tensor([10, 20, 30], dtype=torch.uint8).expand(1, 1, 1, 2, 2, 3)

@@ -32,7 +32,7 @@ def checkpoint(root, tmp_path, **cfg):
 
 
 @pytest.mark.parametrize("cfg,dim", [
-    (dict(model="tsn", arch="resnet18", num_segments=2, consensus_type="avg", no_partialbn=True), 512),
+    (dict(model="tsn", arch="resnet18", num_segments=2, consensus_type="avg", partial_bn=False), 512),
     (dict(ssl="cpc_trans", arch="resnet18", num_seq=3, pred_step=1, seq_stride=2, cpc_layers=1, cpc_ff_dim=32), 256),
 ])
 def test_rows_follow_the_list_with_ids_and_labels(dataset, tmp_path, cfg, dim):
@@ -57,7 +57,7 @@ def test_rows_follow_the_list_with_ids_and_labels(dataset, tmp_path, cfg, dim):
 
 def test_random_init_baseline_uses_fresh_weights(dataset, tmp_path):
     path = checkpoint(dataset, tmp_path, model="tsn", arch="resnet18", num_segments=2, consensus_type="avg",
-                      no_partialbn=True)
+                      partial_bn=False)
     feats = {}
     for name, extra in (("loaded", []), ("random", ["--random_init", "--seed", "1"])):
         out = str(tmp_path / f"{name}.npz")

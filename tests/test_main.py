@@ -37,13 +37,13 @@ def make_colour_dataset(root, per_class=(8, 3), frames=6, size=(36, 44), extra_v
 
 def base_args(root, lists, out, epochs, *extra):
     return ["custom", "RGB", "--root_path", str(root), "--train_list", lists[0], "--val_list", lists[1],
-            "--num_class", "4", "--arch", "resnet18", "--num_segments", "2", "--crop_size", "32",
+            "--num_class", "4", "--model", "tsn", "--arch", "resnet18", "--num_segments", "2", "--crop_size", "32",
             "--scale_size", "32", "-b", "4", "--epochs", str(epochs), "--lr_steps", "10",
             "--root_log", str(out / "log"), "--root_model", str(out / "ckpt"), "--no_progress", *extra]
 
 
 def run_dir(out, kind, epochs, suffix=None):
-    name = f"STTNet_custom_RGB_resnet18_avg_segment2_e{epochs}" + (f"_{suffix}" if suffix else "")
+    name = f"TSN_custom_RGB_resnet18_avg_segment2_e{epochs}" + (f"_{suffix}" if suffix else "")
     return out / kind / name
 
 
@@ -133,7 +133,7 @@ def test_compiled_training_matches_eager_and_saves_plain_keys(data, tmp_path):
         args = base_args(root, lists, tmp_path, 1, *tiny, "--suffix", suffix, *compile_flag)
         args[args.index("resnet18")] = "tinynet"
         main.main(args)
-        name = f"STTNet_custom_RGB_tinynet_avg_segment2_e1_{suffix}"
+        name = f"TSN_custom_RGB_tinynet_avg_segment2_e1_{suffix}"
         weights[suffix] = torch.load(tmp_path / "ckpt" / name / "ckpt.pth", weights_only=True)["model"]
     assert weights["compiled"].keys() == weights["eager"].keys()
     assert not any("_orig_mod" in k for k in weights["compiled"])
@@ -198,11 +198,11 @@ def test_resumed_fine_tuned_linear_probe_keeps_groups_and_frozen_backbone(data, 
 
 
 @pytest.mark.parametrize("flags, name", [
-    (["--arch", "i3d", "--clip_len", "32"], "STTNet_custom_RGB_i3d_clip32_e50"),
-    (["--arch", "c3d", "--frame_stride", "2"], "STTNet_custom_RGB_c3d_clip16_stride2_e50"),
+    (["--arch", "i3d", "--clip_len", "32"], "i3d_custom_RGB_clip32_e50"),
+    (["--arch", "c3d", "--frame_stride", "2"], "c3d_custom_RGB_clip16_stride2_e50"),
     (["--arch", "resnet50", "--shift", "--shift_div", "4", "--shift_place", "block", "--temporal_pool"],
-     "STTNet_custom_RGB_resnet50_shift4_block_tpool_avg_segment8_e50"),
-    (["--arch", "resnet18", "--model", "sttnet", "--num_segments", "4"], "STTNet_custom_RGB_sttnet-resnet18_avg_segment4_e50"),
+     "TSN_custom_RGB_resnet50_shift4_block_tpool_avg_segment8_e50"),
+    (["--arch", "resnet18", "--model", "sttnet", "--num_segments", "4"], "STTNet_custom_RGB_resnet18_avg_segment4_e50"),
 ])
 def test_run_names_say_what_shaped_the_model(flags, name):
     """Clip models are named by their clip, not by segments and a consensus they do not have."""

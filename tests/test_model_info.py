@@ -68,6 +68,7 @@ def test_module_breakdown_adds_up_to_the_total():
 def test_table_flops_are_per_item_whatever_the_batch(capsys):
     rows = []
     for batch in ("1", "3"):
-        model_info.main(["--arch", "tinynet", "--num_segments", "2", "--crop_size", "32", "--batch", batch])
+        model_info.main(["--model", "tsn", "--arch", "tinynet", "--num_segments", "2", "--crop_size", "32",
+                         "--batch", batch])
         rows.append([line for line in capsys.readouterr().out.splitlines() if line.startswith("| tsn")][0])
     assert rows[0].split("|")[4] == rows[1].split("|")[4]

@@ -93,7 +93,7 @@ def test_build_model_dispatch_and_block_options():
         @MODELS.register("_test_clip")
         def _clip(cfg):
             return nn.Linear(1, cfg["num_class"])
-    cfg = dict(arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block", rnn_hidden_size=77)
+    cfg = dict(model="tsn", arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block", rnn_hidden_size=77)
     model = build_model(cfg)
     assert isinstance(model, TSN) and model.consensus.hidden == 77
     assert isinstance(build_model(dict(cfg, arch="_test_clip")), nn.Linear)
@@ -105,7 +105,7 @@ def test_load_pretrained_torchvision_format(tmp_path):
     reference = torchvision.models.resnet18(weights=None, num_classes=1000)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    model = build_model(dict(arch="resnet18", num_class=3, num_segments=2, pretrain="imagenet",
+    model = build_model(dict(model="tsn", arch="resnet18", num_class=3, num_segments=2, pretrain="imagenet",
                              pretrained_weights=str(path)))
     assert torch.equal(model.base_model.conv1.weight, reference.conv1.weight)
     assert torch.equal(model.base_model.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)

@@ -173,7 +173,7 @@ def test_ddp_two_processes_train_sttnet(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    name = "STTNet_custom_RGB_sttnet-resnet18_avg_segment2_e1"
+    name = "STTNet_custom_RGB_resnet18_avg_segment2_e1"
     log = (tmp_path / "log" / name / "log.txt").read_text()
     assert "on 2 process(es)" in log and "rbrc_acc" in log and "rbrf_acc" in log
     state = torch.load(tmp_path / "ckpt" / name / "ckpt.pth", weights_only=True)

@@ -128,7 +128,7 @@ def test_trains_and_tests_with_the_shift(tmp_path):
     root = tmp_path / "data"
     lists = make_colour_dataset(str(root), per_class=(3, 1), frames=4, size=(32, 32))
     main.main(base_args(root, lists, tmp_path, 1, "--shift", "--shift_div", "4", "-j", "0"))
-    run = "STTNet_custom_RGB_resnet18_shift4_blockres_avg_segment2_e1"
+    run = "TSN_custom_RGB_resnet18_shift4_blockres_avg_segment2_e1"
     ckpt = tmp_path / "ckpt" / run / "ckpt.pth"
     state = torch.load(ckpt, weights_only=True)
     assert "base_model.layer1.0.conv1.net.weight" in state["model"]
@@ -141,7 +141,7 @@ def test_trains_and_tests_with_the_shift(tmp_path):
 
 def test_model_info_counts_a_shifted_model_like_the_plain_one(capsys):
     """The shift moves data and adds neither parameters nor FLOPs; the label says it is there."""
-    flags = ["--arch", "resnet18", "--num_segments", "8"]
+    flags = ["--model", "tsn", "--arch", "resnet18", "--num_segments", "8"]
     model_info.main(flags)
     plain = capsys.readouterr().out
     model_info.main(flags + ["--shift"])

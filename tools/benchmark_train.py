@@ -56,7 +56,7 @@ def main(argv=None):
     b, k, s, c = args.batch_size, args.num_segments, args.crop_size, args.num_class
     amp_dtype = None if not args.amp else (torch.float16 if device.type == "cuda" else torch.bfloat16)
 
-    cfg = dict(arch=args.arch, num_class=c, num_segments=k, crop_size=s, dropout=0.5, no_partialbn=True)
+    cfg = dict(model="tsn", arch=args.arch, num_class=c, num_segments=k, crop_size=s, dropout=0.5, partial_bn=False)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = build_model(cfg).to(device, memory_format=fmt)
     normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
