@@ -3,7 +3,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.videogen import make_frames, truncate_file, write_frame_folder, write_video
 from tools.check_dataset import main
@@ -123,3 +125,38 @@ def test_usage_error(capsys):
 def test_missing_list_file(good, capsys):
     code, out = run(capsys, "synthetic", "--root", str(good), "--list", str(good / "nope.txt"))
     assert code == 1 and "nope.txt: no such list file" in out
+
+
+def test_corrupt_jpeg_is_reported_when_decoding(good, tmp_path, capsys):
+    """A zeroed run inside the entropy-coded data: the file is complete (the byte check passes) and
+    PIL decodes it with damaged pixels; the strict decode of --decode reports libjpeg's complaint."""
+    noise = np.random.default_rng(0).integers(-40, 40, (4, 96, 128, 3))
+    folder = write_frame_folder(str(tmp_path / "zeroed"), np.clip(make_frames(4, 96, 128) + noise, 0, 255)
+                                .astype(np.uint8))   # ~9 kB files: the middle is entropy-coded data
+    data = bytearray(open(f"{folder}/img_00003.jpg", "rb").read())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    open(f"{folder}/img_00003.jpg", "wb").write(bytes(data))
+    with Image.open(f"{folder}/img_00003.jpg") as image:
+        image.load()   # a lenient decoder says nothing
+    (tmp_path / "list.txt").write_text(f"{folder} 4 0\n")
+    argv = ["custom", "--num_class", "2", "--list", str(tmp_path / "list.txt")]
+    code, out = run(capsys, *argv)
+    assert code == 0
+    code, out = run(capsys, *argv, "--decode")
+    assert code == 1
+    assert f"list.txt:1: {folder}: 1 bad frame(s): frame 2 (0-based): cannot decode img_00003.jpg: Corrupt JPEG data" \
+        in out
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_truncated_avi_is_reported_by_every_decoder(tmp_path, capsys, decoder):
+    """decord alone would index the frames left in a cut AVI and return a damaged last one."""
+    path = write_video(str(tmp_path / "cut.avi"), make_frames(30, H, W), codec="mpeg4")
+    truncate_file(path, os.path.getsize(path) * 6 // 10)
+    (tmp_path / "list.txt").write_text(f"{path} 30 0\n")
+    for decode in ([], ["--decode"]):
+        code, out = run(capsys, "custom", "--num_class", "2", "--data_format", "video", "--decoder", decoder,
+                        "--list", str(tmp_path / "list.txt"), *decode)
+        assert code == 1 and f"list.txt:1: {path}: truncated file: " in out
+        assert "1  unreadable frames or videos" in out

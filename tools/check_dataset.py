@@ -9,8 +9,11 @@ is clean, 1 otherwise, so it can gate a training script.
     python tools/check_dataset.py custom --list my_train.txt --num_class 10 --data_format video --decode
 
 By default frame files are checked without decoding (present, non-empty, complete JPEG) and
-videos are opened, counted, and their first and last frames decoded; --decode decodes every
-frame.
+videos are opened (a file shorter than its container declares is reported by every decoder),
+counted, and their first and last frames decoded; --decode decodes every frame. JPEG frames are
+decoded strictly (simplejpeg): where libjpeg reports corrupt data ("Corrupt JPEG data: N
+extraneous bytes"), the frame is reported, although a lenient decoder (PIL) would return it with
+damaged pixels.
 """
 import argparse
 import os
@@ -162,7 +165,7 @@ def main(argv=None):
     except ValueError as e:
         parser.error(str(e))
     lists = args.list or list(dict.fromkeys(x for x in (cfg.train_list, cfg.val_list, cfg.test_list) if x))
-    reader = make_reader(cfg.data_format, cfg.image_tmpl, args.decoder)
+    reader = make_reader(cfg.data_format, cfg.image_tmpl, args.decoder, jpeg_decoder="simplejpeg")  # strict
     print(f"checking {cfg.name} ({cfg.data_format}, {cfg.num_class} classes, root {cfg.root}) with {reader}")
 
     totals, checked = Counter(), 0
