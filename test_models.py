@@ -176,7 +176,7 @@ def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
                                              + ("_reversed" if args.reverse_time else ""))
     os.makedirs(save_dir, exist_ok=True)
     names = list(dataset_cfg.class_names) if dataset_cfg.class_names else [str(c) for c in range(num_class)]
-    with open(os.path.join(save_dir, "per_class_accuracy.csv"), "w") as f:
+    with open(os.path.join(save_dir, "per_class_accuracy.csv"), "w", encoding="utf-8") as f:
         f.write("label,class,videos,accuracy\n")
         for c in range(num_class):
             acc = metrics["per_class_acc"][c]
@@ -191,7 +191,7 @@ def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
     summary.update(weights=args.weights, coeff=args.coeff, num_clips=args.num_clips, test_crops=args.test_crops,
                    twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax,
                    reverse_time=args.reverse_time, skipped=len(skipped), skipped_samples=list(skipped))
-    with open(os.path.join(save_dir, "metrics.json"), "w") as f:
+    with open(os.path.join(save_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     logger.info(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")
 

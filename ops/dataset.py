@@ -77,10 +77,16 @@ def parse_list_line(text, list_order="path_frames_label"):
 def list_lines(list_file):
     """(line number from 1, text) of every non-blank line of a list file: the lines a list holds and
     the numbers that messages name (VideoList and tools/check_dataset.py read lists through it)."""
-    with open(list_file, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, 1):
-            if text.strip():
-                yield lineno, text
+    with open(list_file, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of a path
+    except UnicodeDecodeError as err:
+        lineno = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{list_file}:{lineno}: not UTF-8 text ({err.reason})") from None
+    for lineno, line in enumerate(io.StringIO(text, newline=None), 1):
+        if line.strip():
+            yield lineno, line
 
 
 class VideoList:

@@ -95,7 +95,7 @@ def list_file_name(name, subset, data_format, split=None):
 def read_class_names(path):
     """Class names from a file with one name per line (line i = label i), or with
     `<index> <name>` lines such as UCF101's classInd.txt (1-based), ordered by the index."""
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         lines = [line.strip() for line in f if line.strip()]
     numbered = [line.split(maxsplit=1) for line in lines]
     if all(len(p) == 2 and p[0].isdigit() for p in numbered):

@@ -119,7 +119,7 @@ class RunLog:
 
     def save_json(self, name, data):
         if self.enabled:
-            with open(os.path.join(self.folder, name), "w") as f:
+            with open(os.path.join(self.folder, name), "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=2, sort_keys=True)
 
     def close(self):

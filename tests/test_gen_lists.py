@@ -1,11 +1,15 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from ops.dataset_configs import get_dataset_config
 from tools import gen_lists as gl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def touch_frames(folder, n, tmpl="img_{:05d}.jpg"):
@@ -244,3 +248,51 @@ def test_kinetics_rawframes_and_whitespace(tmp_path):
     assert read_list(root / "kinetics_train_rawframes.txt") == [["rawframes/aaa_000010_000020", "4", "0"],
                                                                  ["rawframes/bbb_000000_000010", "5", "1"]]
     assert read_list(root / "kinetics_val_rawframes.txt") == []
+
+
+# ---------------------------------------------------------------- bad annotation files
+
+def test_annotation_error_is_one_line_and_exit_status_1(tmp_path, capsys):
+    ann, root, _, _ = make_ucf(tmp_path)
+    with open(ann / "trainlist01.txt", "a") as f:
+        f.write("YoYo/v_YoYo_g09_c09.avi 104\n")
+    assert gl.main(["ucf101", "--annotations", str(ann), "--root", str(root), "--splits", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"gen_lists.py: error: {ann}/trainlist01.txt line ")
+    (ann / "classInd.txt").write_bytes("1 Caf\xe9\n".encode("latin-1"))   # not UTF-8
+    assert gl.main(["ucf101", "--annotations", str(ann), "--root", str(root), "--splits", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"gen_lists.py: error: {ann}/classInd.txt line 1: not UTF-8 text (invalid continuation byte)"
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    ann, root, _, _ = make_ucf(tmp_path)
+    expected = {}
+    assert gl.main(["ucf101", "--annotations", str(ann), "--root", str(root), "--splits", "1"]) == 0
+    for name in os.listdir(root):
+        if name.endswith(".txt"):
+            expected[name] = (root / name).read_text()
+    for name in ("classInd.txt", "trainlist01.txt", "testlist01.txt"):   # as Windows' Notepad saves them
+        (ann / name).write_text("\ufeff" + (ann / name).read_text(), encoding="utf-8")
+    assert gl.main(["ucf101", "--annotations", str(ann), "--root", str(root), "--splits", "1"]) == 0
+    assert {name: (root / name).read_text() for name in expected} == expected
+
+
+def test_somethingv2_json_is_utf8_whatever_the_locale(tmp_path):
+    """Under a C locale Python's default text encoding is ASCII: the json, with its 'taschentücher'
+    template, and the class names written back must still be UTF-8."""
+    ann, root = tmp_path / "ann", tmp_path / "sthv2"
+    labels = {"Putting taschentücher into something": "0"}
+    train = [{"id": "7", "template": "Putting taschentücher into [something]", "placeholders": ["a box"]}]
+    os.makedirs(ann)
+    for name, data in (("labels", labels), ("train", train), ("validation", train)):
+        (ann / f"something-something-v2-{name}.json").write_text(json.dumps(data, ensure_ascii=False),
+                                                                  encoding="utf-8")
+    touch_frames(root / "rawframes" / "7", 2, "{:06d}.jpg")
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_lists.py"), "somethingv2",
+                           "--annotations", str(ann), "--root", str(root)], env=env, capture_output=True, text=True,
+                          encoding="utf-8")
+    assert done.returncode == 0, done.stderr
+    assert (root / "classes.txt").read_text(encoding="utf-8") == "Putting taschentücher into something\n"
+    assert read_list(root / "somethingv2_train_rawframes.txt") == [["rawframes/7", "2", "0"]]

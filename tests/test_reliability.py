@@ -11,6 +11,7 @@ import torch
 import main
 import test_models
 from ops import checkpoint as ckpt
+from ops.dataset import VideoList
 from tests.test_main import make_colour_dataset
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -306,3 +307,14 @@ def test_test_models_counts_skips_and_stops_at_the_ceiling(moved_run, tmp_path, 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00" * 10)
     assert f"{bad} is not a checkpoint" in run_test_models(capsys, *common[2:], "--weights", str(bad), code=1)
+
+
+# ---- list files --------------------------------------------------------------------------------------
+
+def test_list_file_with_byte_order_mark_or_another_encoding(tmp_path):
+    (tmp_path / "bom.txt").write_text("\ufeffa/b 3 0\r\nc/d 4 1\r\n", encoding="utf-8")
+    videos = VideoList(str(tmp_path / "bom.txt"))
+    assert [videos.name(i) for i in range(2)] == ["a/b", "c/d"] and videos.where(1).endswith("bom.txt:2")
+    (tmp_path / "latin.txt").write_bytes("a/b 3 0\ncaf\xe9/d 4 1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt:2: not UTF-8 text \(invalid continuation byte\)"):
+        VideoList(str(tmp_path / "latin.txt"))

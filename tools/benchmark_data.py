@@ -68,7 +68,7 @@ def make_data(root, num_videos, num_frames, height=256, width=340, seed=0):
         video_lines.append(f"videos/vid{v:03d}.mp4 {num_frames} {v % 4}\n")
     lists = {"rawframes": os.path.join(root, "rawframes.txt"), "video": os.path.join(root, "videos.txt")}
     for fmt, lines in (("rawframes", raw_lines), ("video", video_lines)):
-        with open(lists[fmt], "w") as f:
+        with open(lists[fmt], "w", encoding="utf-8") as f:
             f.writelines(lines)
     folder = os.path.join(root, "rawframes", "vid000")
     jpeg_bytes = np.mean([os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)])
@@ -217,7 +217,7 @@ def main():
     table = header + "\n\n" + markdown(speeds, cpu, args.workers) + "\n"
     print("\n" + table)
     if args.out:
-        with open(args.out, "w") as f:
+        with open(args.out, "w", encoding="utf-8") as f:
             f.write(table)
 
 

@@ -169,7 +169,7 @@ def main(argv=None):
     print(f"=> {feats.shape[0]} videos x {feats.shape[1]} features from {args.checkpoint} -> {args.out}")
     if args.probe_train:
         top1 = linear_probe(args.probe_train, feats, labels)
-        with open(os.path.splitext(args.out)[0] + ".probe.json", "w") as f:
+        with open(os.path.splitext(args.out)[0] + ".probe.json", "w", encoding="utf-8") as f:
             json.dump({"top1": top1, "train": args.probe_train, "num_videos": int(len(labels))}, f, indent=2)
         print(f"=> linear probe (fitted on {args.probe_train}): top-1 {top1:.2f}%")
     return args.out

@@ -156,7 +156,7 @@ def main(argv=None):
     print(f"{result['total']} videos: {result['done']} extracted, {result['skipped']} already done, "
           f"{len(result['failed'])} failed")
     if result["failed"]:
-        with open(report, "w") as f:
+        with open(report, "w", encoding="utf-8") as f:
             f.writelines(f"{rel}\t{error}\n" for rel, error in result["failed"])
         for rel, error in result["failed"][:10]:
             print(f"FAILED {rel}: {error}", file=sys.stderr)

@@ -16,6 +16,7 @@ import argparse
 import csv
 import glob
 import hashlib
+import io
 import json
 import os
 import re
@@ -38,9 +39,28 @@ class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and line."""
 
 
+def _read_text(path):
+    """A text annotation file: UTF-8 whatever the locale, a byte-order mark allowed."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        lineno = data[:err.start].count(b"\n") + 1
+        raise AnnotationError(f"{path} line {lineno}: not UTF-8 text ({err.reason})") from None
+
+
 def _read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
+    """(line number, text) of the non-blank lines."""
+    lines = io.StringIO(_read_text(path), newline=None)
+    return [(i, line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
+
+
+def _read_json(path):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path} line {err.lineno}: not valid json ({err.msg})") from None
 
 
 def _find(folder, names):
@@ -158,8 +178,7 @@ def jester(ann):
 
 def somethingv2(ann):
     """json annotations: label = the template with its brackets removed, looked up in labels.json."""
-    with open(os.path.join(ann, "something-something-v2-labels.json")) as f:
-        ids = {name: int(k) for name, k in json.load(f).items()}
+    ids = {name: int(k) for name, k in _read_json(os.path.join(ann, "something-something-v2-labels.json")).items()}
     classes = [None] * len(ids)
     for name, k in ids.items():
         classes[k] = name
@@ -168,8 +187,7 @@ def somethingv2(ann):
     subsets = {}
     for subset, part in (("train", "train"), ("val", "validation")):
         path = os.path.join(ann, f"something-something-v2-{part}.json")
-        with open(path) as f:
-            entries = json.load(f)
+        entries = _read_json(path)
         items = []
         for n, e in enumerate(entries):
             name = e.get("template", "").replace("[", "").replace("]", "")
@@ -196,14 +214,13 @@ def kinetics(ann):
         raise FileNotFoundError(f"{ann}: need a *train*.csv and a *val*.csv")
     rows = {}
     for subset, path in paths.items():
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            need = {"label", "youtube_id", "time_start", "time_end"}
-            if subset == "test" and "label" not in (reader.fieldnames or []):
-                continue  # an unlabelled test set gives no list
-            if not need <= set(reader.fieldnames or []):
-                raise AnnotationError(f"{path}: header must have {sorted(need)}, got {reader.fieldnames}")
-            rows[subset] = [(i, r) for i, r in enumerate(reader, 2)]
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+        need = {"label", "youtube_id", "time_start", "time_end"}
+        if subset == "test" and "label" not in (reader.fieldnames or []):
+            continue  # an unlabelled test set gives no list
+        if not need <= set(reader.fieldnames or []):
+            raise AnnotationError(f"{path}: header must have {sorted(need)}, got {reader.fieldnames}")
+        rows[subset] = [(i, r) for i, r in enumerate(reader, 2)]
     classes = sorted({r["label"] for _, r in rows["train"]})
     by_name = {c: k for k, c in enumerate(classes)}
     subsets = {}
@@ -310,6 +327,16 @@ def build_lists(subsets, root, data_format, frames_dir, videos_dir, tmpl, worker
 
 
 def main(argv=None):
+    """Exit status 0 when every list was written; 1 with a one-line error for an annotation file
+    that cannot be read, or with the report of unusable videos."""
+    try:
+        return run(argv)
+    except (AnnotationError, OSError) as err:
+        print(f"gen_lists.py: error: {err}", file=sys.stderr)
+        return 1
+
+
+def run(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--annotations", required=True,
@@ -356,7 +383,7 @@ def main(argv=None):
     unique = sorted({rel: (subset, rel, problem) for subset, rel, problem in reversed(missing)}.values(),
                     key=lambda m: m[1])  # a video in several lists or splits is reported once
     if unique:
-        with open(report, "w") as f:
+        with open(report, "w", encoding="utf-8") as f:
             f.writelines(f"{rel}\t{subset}\t{problem}\n" for subset, rel, problem in unique)
         for subset, rel, problem in unique[:10]:
             print(f"{subset}: {rel}: {problem}", file=sys.stderr)
@@ -373,10 +400,10 @@ def main(argv=None):
         class_file, text = "classInd.txt", "".join(f"{k} {c}\n" for k, c in enumerate(classes, 1))
     else:
         class_file, text = "classes.txt", "".join(c + "\n" for c in classes)
-    with open(os.path.join(args.root, class_file), "w") as f:
+    with open(os.path.join(args.root, class_file), "w", encoding="utf-8") as f:
         f.write(text)
     for name, out in outputs.items():
-        with open(os.path.join(args.root, name), "w") as f:
+        with open(os.path.join(args.root, name), "w", encoding="utf-8") as f:
             f.writelines(line + "\n" for line in out)
         print(f"{os.path.join(args.root, name)}: {len(out)} videos")
     return 0

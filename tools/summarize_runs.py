@@ -36,7 +36,7 @@ from tools.synthetic import pair_direction_accuracy, reversal_direction_accuracy
 
 def read_top1(out, name, seed):
     """Test top-1 of one run, from its test/metrics.json."""
-    with open(f"{out}/seed{seed}/{name}/test/metrics.json") as f:
+    with open(f"{out}/seed{seed}/{name}/test/metrics.json", encoding="utf-8") as f:
         return json.load(f)["top1"]
 
 
@@ -46,7 +46,7 @@ def last_train_metric(out, name, seed, metric):
     logs = glob.glob(pattern)
     if not logs:
         raise FileNotFoundError(f"no training log {pattern}")
-    with open(logs[0]) as f:
+    with open(logs[0], encoding="utf-8") as f:
         found = re.findall(rf"train: .*?{re.escape(metric)} ([\d.]+)", f.read())
     return float(found[-1]) if found else None
 
@@ -68,7 +68,7 @@ def read_reversal_accuracy(out, name, seed):
         raise ValueError(f"{run}: test/ and test_reversed/ scored other videos")
     protocols = []
     for sub in ("test", "test_reversed"):
-        with open(f"{run}/{sub}/metrics.json") as f:
+        with open(f"{run}/{sub}/metrics.json", encoding="utf-8") as f:
             metrics = json.load(f)
         protocols.append({k: metrics.get(k) for k in PROTOCOL})
     if protocols[0] != protocols[1]:
@@ -100,7 +100,7 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
         mean, std = np.mean(top1), np.std(top1)
         rows.append([name, *top1, mean, std, *extra])
         cells.append([name, f"{mean:.1f} ± {std:.1f}", *extra])
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+    with open(os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([[label, *[f"seed{s}" for s in seeds], "mean", "std",
                                   *(["pair_direction_acc"] if pairs else []),
                                   *(["reversal_direction_acc"] if reversal else []),
@@ -111,7 +111,7 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
               *(["reversal-direction acc. (50 = order-blind)"] if reversal else []),
               *[pretext_title(m) for m in pretext]]
     text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
-    with open(os.path.join(out, "summary.md"), "w") as f:
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(text)
     return text
 

@@ -399,7 +399,7 @@ def _check_settings(root, settings):
     path = os.path.join(root, "synthetic.json")
     if not os.path.exists(path):
         return
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         old = json.load(f)
     for key in ("seed", "size", "frames", "quality"):
         if old.get(key) != settings[key]:
@@ -408,7 +408,7 @@ def _check_settings(root, settings):
 
 
 def _save_settings(root, settings):
-    with open(os.path.join(root, "synthetic.json"), "w") as f:
+    with open(os.path.join(root, "synthetic.json"), "w", encoding="utf-8") as f:
         json.dump(settings, f, indent=1)
 
 
@@ -436,13 +436,13 @@ def generate(root, videos_per_class, seed=0, size=DEFAULT_SIZE, frames=DEFAULT_F
         lengths[split, label, i] = t_len
         generated += new
 
-    with open(os.path.join(root, "classes.txt"), "w") as f:
+    with open(os.path.join(root, "classes.txt"), "w", encoding="utf-8") as f:
         f.write("".join(c + "\n" for c in CLASSES))
     settings["ceiling_order_agnostic"] = {}
     for split in SPLITS:
         keys = sorted(k for k in lengths if k[0] == split)
         for fmt in formats:
-            with open(os.path.join(root, f"{split}_{fmt}.txt"), "w") as f:
+            with open(os.path.join(root, f"{split}_{fmt}.txt"), "w", encoding="utf-8") as f:
                 for _, label, i in keys:
                     name = video_name(split, label, i)
                     path = f"rawframes/{name}" if fmt == "rawframes" else f"videos/{name}.mp4"
