@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from opts import build_train_parser, check_args, default_partial_bn
+from opts import build_train_parser, check_args, default_partial_bn, one_line_errors
 from ops import checkpoint as ckpt
 from ops import distributed as du
 from ops.data import build_dataset, build_loader, preflight
@@ -93,15 +93,6 @@ def format_stats(stats, names=("loss", "top1", "top5", "mean_class_acc")):
 
 def scalar_stats(stats):
     return {k: v for k, v in stats.items() if isinstance(v, (int, float))}
-
-
-def one_line_errors(parser):
-    """Errors as one line (`main.py: error: ...`) instead of argparse's long usage block."""
-    def error(message):
-        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-    parser.error = error
-    return parser
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ nothing deeper in the code reads a global `args`.
 """
 import argparse
 import os
+import sys
 
 VIDEO_DECODERS = ("decord", "pyav", "torchcodec")   # ops.dataset.READERS
 JPEG_DECODERS = ("simplejpeg", "torchcodec", "pil", "torchvision")   # ops.dataset.JPEG_DECODERS
@@ -58,13 +59,15 @@ def add_data_args(parser):
 
 
 def add_model_args(parser):
+    from ops.models import MODELS  # importing ops.models registers every entry
+    from ops.registry import BACKBONES
     g = parser.add_argument_group("model")
     g.add_argument("--model", default="sttnet",
                    help="model family from the registry: sttnet (STTNet, the default), tsn (plain TSN, also with "
                         "the stmodeling blocks of --consensus_type), cpc_trans_ft (2D backbone + --arch); "
                         "clip models are chosen by --arch (c3d, r2plus1d, stts, stts_a, r3d18, i3d)")
-    g.add_argument("--arch", default="resnet50", help="2D backbone (resnet18/34/50/101, BNInception, "
-                   "squeezenet1_1, mobilenet_v2) or 3D clip model")
+    g.add_argument("--arch", default="resnet50", help=f"2D backbone ({', '.join(BACKBONES.names())}) or whole "
+                   f"model ({', '.join(n for n in MODELS.names() if n not in ('tsn', 'sttnet'))})")
     g.add_argument("--consensus_type", default="avg", help="segment consensus / spatio-temporal block")
     g.add_argument("--img_feature_dim", type=int, default=256, help="D: per-frame feature size for the blocks")
     g.add_argument("--dropout", type=float, default=0.5, help="dropout before the classifier (0 disables)")
@@ -202,11 +205,30 @@ def add_run_args(parser):
     return g
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each default once: added where the help text does not already state it, and
+    left out where there is nothing to show (None, off switches)."""
+
+    def _get_help_string(self, action):
+        if "default" in (action.help or "") or action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def one_line_errors(parser):
+    """Errors as one line (`main.py: error: ...`) instead of argparse's long usage block."""
+    def error(message):
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    parser.error = error
+    return parser
+
+
 def build_train_parser():
     parser = argparse.ArgumentParser(
         description="Train a video action-recognition model (TSN, STTNet, stmodeling blocks, 3D clip "
                     "models) or pre-train one without labels (CPC-Trans, VTDL).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     for add in (add_data_args, add_model_args, add_ssl_args, add_train_args, add_run_args):
         add(parser)
     return parser

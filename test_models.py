@@ -10,6 +10,7 @@ are split between processes and gathered by video index, so each counts exactly 
 (per-video scores with video ids, labels and indices, for later fusion).
 """
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -24,18 +25,18 @@ from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip
 from ops.dataset_configs import get_dataset_config
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
-from ops.models import model_from_checkpoint
+from ops.models import model_from_checkpoint, model_label
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
-from opts import VIDEO_DECODERS, add_skip_ceiling
+from opts import VIDEO_DECODERS, HelpFormatter, add_skip_ceiling, one_line_errors
 
 logger = logging.getLogger("test_models")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="test_models.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("dataset", nargs="?", default=None,
                    help="dataset key; default: the one the checkpoint was trained on")
     p.add_argument("--weights", nargs="+", required=True, help="checkpoint(s); several make an ensemble")
@@ -125,7 +126,7 @@ def evaluate_checkpoint(path, args, dist):
         dataset.sampler = TimeReversed(dataset.sampler)
     loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
                           pin_memory=dist.device.type == "cuda")
-    logger.info(f"=> {path}: {cfg.get('model')}/{cfg.get('arch')} on {len(dataset)} videos of {test_list}\n"
+    logger.info(f"=> {path}: {model_label(cfg)} on {len(dataset)} videos of {test_list}\n"
                 f"   {dataset.sampler!r}\n   {dataset.transform!r}")
     normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
     amp = (torch.float16 if dist.device.type == "cuda" else torch.bfloat16) if args.amp else None
@@ -143,7 +144,7 @@ def evaluate_checkpoint(path, args, dist):
 
 
 def main(argv=None):
-    parser = build_parser()
+    parser = one_line_errors(build_parser())
     args = check_args(parser.parse_args(argv), parser)
     dist = du.init_distributed(args.local_rank)
     setup_logging(rank=dist.rank)
@@ -164,6 +165,27 @@ def main(argv=None):
     du.cleanup()
 
 
+def result_folder(args):
+    """The default output folder: test_<clips>x<crops>, then a word for each option that changes
+    the result, so two different evaluations never share a folder. Data overrides and ensembles
+    (several --weights, --coeff) add a short hash of their values, recorded in full in metrics.json."""
+    flags = [("twice", args.twice_sample), ("dense", args.dense_sample), ("fullres", args.full_res),
+             (f"seg{args.test_segments}", args.test_segments), ("softmax", args.softmax), ("amp", args.amp),
+             ("reversed", args.reverse_time)]
+    parts = [f"test_{args.num_clips}x{args.test_crops}"] + [word for word, on in flags if on]
+    data = [args.dataset, args.test_list and os.path.abspath(args.test_list),
+            args.root_path and os.path.abspath(args.root_path), args.data_format, args.decoder, args.on_bad_sample]
+    if any(data):
+        parts.append("data-" + short_hash(data))
+    if len(args.weights) > 1 or args.coeff:
+        parts.append(f"ensemble{len(args.weights)}-" + short_hash([os.path.abspath(w) for w in args.weights], args.coeff))
+    return "_".join(parts)
+
+
+def short_hash(*values):
+    return hashlib.sha1(json.dumps(values).encode()).hexdigest()[:8]
+
+
 def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
     num_class = dataset_cfg.num_class
     metrics = compute_metrics(scores, labels, num_class)
@@ -172,8 +194,7 @@ def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
     logger.info(f"=> {metrics['num_videos']} videos, {views}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
                 f"mean class accuracy {metrics['mean_class_acc']:.2f}%")
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(args.weights[0])),
-                                             f"test_{args.num_clips}x{args.test_crops}"
-                                             + ("_reversed" if args.reverse_time else ""))
+                                             result_folder(args))
     os.makedirs(save_dir, exist_ok=True)
     names = list(dataset_cfg.class_names) if dataset_cfg.class_names else [str(c) for c in range(num_class)]
     with open(os.path.join(save_dir, "per_class_accuracy.csv"), "w", encoding="utf-8") as f:
@@ -188,9 +209,10 @@ def report(args, scores, indices, labels, dataset, dataset_cfg, skipped=()):
     np.savez(os.path.join(save_dir, "scores.npz"), scores=scores.numpy(), labels=labels.numpy(),
              indices=indices.numpy(), video_ids=video_ids)
     summary = {k: metrics[k] for k in ("top1", "top5", "mean_class_acc", "num_videos")}
-    summary.update(weights=args.weights, coeff=args.coeff, num_clips=args.num_clips, test_crops=args.test_crops,
-                   twice_sample=args.twice_sample, full_res=args.full_res, softmax=args.softmax,
-                   reverse_time=args.reverse_time, skipped=len(skipped), skipped_samples=list(skipped))
+    # every option that shapes the result (the output folder, workers and progress bar do not)
+    summary.update({k: v for k, v in vars(args).items() if k not in ("save_dir", "workers", "no_progress", "local_rank")})
+    summary.update(weights=[os.path.abspath(w) for w in args.weights], test_list=os.path.abspath(dataset_cfg.test_list),
+                   dataset=dataset_cfg.name, skipped=len(skipped), skipped_samples=list(skipped))
     with open(os.path.join(save_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     logger.info(f"=> results in {save_dir} (metrics.json, per_class_accuracy.csv, confusion.png, scores.npz)")

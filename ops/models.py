@@ -157,6 +157,19 @@ def tsn(cfg):
     return TSN(build_backbone(cfg), **tsn_kwargs(cfg))
 
 
+def model_label(cfg):
+    """A run configuration's model in a few words: `tsn (resnet50, avg)`, `sttnet (resnet50 + shift
+    1/8 blockres, avg)`, a clip model's or SSL method's name."""
+    if cfg.get("ssl"):
+        return f"{cfg['ssl']} ({cfg['arch']})" if cfg["ssl"] == "vtdl" else cfg["ssl"]
+    if cfg["arch"] in MODELS:
+        return cfg["arch"]
+    if cfg["model"] in ("tsn", "sttnet"):
+        shift = f" + shift 1/{cfg['shift_div']} {cfg['shift_place']}" if cfg.get("shift") else ""
+        return f"{cfg['model']} ({cfg['arch']}{shift}, {cfg['consensus_type']})"
+    return cfg["model"]
+
+
 def model_name(cfg):
     """The registry name of the model a run configuration builds: `ssl` (pre-training) if set, else
     `arch` when it names a whole model (3D clip models), else `model` (sttnet, tsn, ...) around the

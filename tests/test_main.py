@@ -208,3 +208,15 @@ def test_run_names_say_what_shaped_the_model(flags, name):
     """Clip models are named by their clip, not by segments and a consensus they do not have."""
     args = main.build_train_parser().parse_args(["custom", "RGB", "--model", "tsn", *flags])
     assert main.run_name(args) == name
+
+
+def test_help_states_each_default_once_and_lists_every_registered_arch():
+    from ops.registry import BACKBONES
+    text = " ".join(main.build_train_parser().format_help().split())
+    assert "(default: the dataset's)" in text and "(default: None)" not in text
+    assert "(default: 8)" in text  # a plain default is still shown
+    start = text.index("--arch ARCH 2D backbone")
+    arch_help = text[start:text.index("--consensus_type", start)]
+    assert all(name in arch_help for name in BACKBONES.names() + ["i3d", "stts"]) and "tinynet" in arch_help
+    for line in main.build_train_parser().format_help().split("\n  -"):
+        assert line.count("(default:") <= 1, line

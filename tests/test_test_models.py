@@ -132,3 +132,42 @@ def test_sttnet_tested_at_another_segment_count(tmp_path, capsys):
                                      "--test_crops", "3")
     assert metrics["num_videos"] == scores["scores"].shape[0] > 0 and np.isfinite(scores["scores"]).all()
     assert "TSNSampler(num_segments=3," in capsys.readouterr().out   # run at the new K, not the trained 2
+
+
+def test_each_distinct_evaluation_has_its_own_folder_and_records_its_options(trained, tmp_path):
+    """Dense sampling, reversed time and ensembles do not overwrite the plain 1x1 results."""
+    ckpt, test_list = trained
+    local = tmp_path / "ckpt.pth"
+    local.write_bytes(open(ckpt, "rb").read())
+    runs = {(): "test_1x1_data-", ("--dense_sample",): "test_1x1_dense_data-",
+            ("--reverse_time",): "test_1x1_reversed_data-",
+            ("--coeff", "1", "0.5"): "test_1x1_data-", ("--test_segments", "3"): "test_1x1_seg3_data-"}
+    for extra, prefix in runs.items():
+        weights = [str(local), str(local)] if "--coeff" in extra else [str(local)]
+        test_models.main(["--weights", *weights, "--test_list", test_list, "-j", "0", "--no_progress", *extra])
+    folders = sorted(os.listdir(tmp_path))
+    assert len(folders) == 1 + len(runs)  # the checkpoint and one folder per evaluation
+    metrics = {f: json.loads((tmp_path / f / "metrics.json").read_text()) for f in folders if f != "ckpt.pth"}
+    assert sorted(m["dense_sample"] for m in metrics.values()) == [False] * 4 + [True]
+    assert sorted(str(m["test_segments"]) for m in metrics.values()) == ["3"] + ["None"] * 4
+    ensemble = [m for f, m in metrics.items() if "ensemble2-" in f]
+    assert len(ensemble) == 1 and ensemble[0]["coeff"] == [1, 0.5] and len(ensemble[0]["weights"]) == 2
+    assert all(m["test_list"] == os.path.abspath(test_list) and m["dataset"] == "custom" for m in metrics.values())
+    for prefix in runs.values():
+        assert any(f.startswith(prefix) for f in metrics), prefix
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    for argv in (["--weights", str(tmp_path / "nope.pth")], [], ["--weights", "a", "--num_clips", "x"]):
+        with pytest.raises(SystemExit) as exit_info:
+            test_models.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(
+            "test_models.py: error:"), err
+
+
+def test_clip_models_are_labelled_by_their_name():
+    from ops.models import model_label
+    from tools.model_info import run_config
+    assert model_label(run_config(["--arch", "i3d"])) == "i3d"
+    assert model_label(run_config(["--model", "tsn", "--arch", "resnet18"])) == "tsn (resnet18, avg)"

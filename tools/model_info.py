@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from opts import build_train_parser  # noqa: E402
 from ops.data import default_sampler, default_transform  # noqa: E402
-from ops.models import as_output, build_model  # noqa: E402
+from ops.models import as_output, build_model, model_label  # noqa: E402
 from ops.registry import BACKBONES, MODELS  # noqa: E402
 
 # Settings the --all table uses where a model is usually quoted at something other than main.py's
@@ -148,17 +148,6 @@ def measure_speed(model, shape, device, iters=10, warmup=3, train_batch=8):
 
     train = train_batch * iters / timed(train_step, iters)
     return infer, train
-
-
-def model_label(cfg):
-    if cfg.get("ssl"):
-        return f"{cfg['ssl']} ({cfg['arch']})" if cfg["ssl"] == "vtdl" else cfg["ssl"]
-    if cfg["arch"] in MODELS:
-        return cfg["arch"]
-    if cfg["model"] in ("tsn", "sttnet"):
-        shift = f" + shift 1/{cfg['shift_div']} {cfg['shift_place']}" if cfg.get("shift") else ""
-        return f"{cfg['model']} ({cfg['arch']}{shift}, {cfg['consensus_type']})"
-    return cfg["model"]
 
 
 def registry_configs(argv=()):
