@@ -305,9 +305,11 @@ def entry(argv=None):
 
 
 def fail(message):
-    """The one line on stderr, and in the run's log.txt when logging to it was set up."""
+    """The one line on stderr (naming the rank under torchrun, whose own failure summary follows),
+    and in the run's log.txt when logging to it was set up."""
     logging.getLogger(__name__).error(message, extra={"console": False})
-    print(f"main.py: error: {message}", file=sys.stderr)
+    rank = f"[rank {du.get_rank()}] " if du.get_world_size() > 1 else ""
+    print(f"main.py: error: {rank}{message}", file=sys.stderr)
     sys.exit(1)
 
 

@@ -25,13 +25,14 @@ def data(tmp_path_factory):
 
 def args(root, lists, out, epochs, *extra):
     return ["custom", "RGB", "--root_path", str(root), "--train_list", lists[0], "--val_list", lists[1],
-            "--num_class", "4", "--arch", "tinynet", "--num_segments", "2", "--crop_size", "32", "--scale_size", "32",
+            "--num_class", "4", "--model", "tsn", "--arch", "tinynet", "--num_segments", "2", "--crop_size", "32",
+            "--scale_size", "32",
             "-b", "4", "--epochs", str(epochs), "--lr_steps", "10", "--root_log", str(out / "log"),
             "--root_model", str(out / "ckpt"), "--no_progress", "-j", "0", *extra]
 
 
 def run_dir(out, kind, epochs):
-    return out / kind / f"STTNet_custom_RGB_tinynet_avg_segment2_e{epochs}"
+    return out / kind / f"TSN_custom_RGB_tinynet_avg_segment2_e{epochs}"
 
 
 def one_line(capsys, argv, code=1):
