@@ -54,6 +54,10 @@ def add_data_args(parser):
     g.add_argument("--scale_size", type=int, default=None, help="short side before cropping (default 256/224*crop)")
     g.add_argument("--crop_size", type=int, default=None, help="input side (default: the model's)")
     g.add_argument("--no_flip", action="store_true", help="disable random horizontal flips")
+    g.add_argument("--train_aug", default=None, choices=["multiscale", "rrc", "scale_crop", "center"],
+                   help="training crop: TSN multi-scale crop, random resized crop, scale + random crop, or the "
+                        "centre view (default: the dataset's own, else multiscale for 2D models and scale_crop "
+                        "for clip models)")
     g.add_argument("-j", "--workers", type=int, default=4, help="data-loading worker processes")
     return g
 

@@ -42,10 +42,17 @@ def default_sampler(cfg, spec, mode, num_clips=1, twice_sample=False):
                       twice_sample=twice_sample)
 
 
+def train_aug_of(cfg, spec, dataset_cfg):
+    """The training crop: --train_aug if given, else the dataset's own (synthetic), else the
+    model's published recipe (TSN's multi-scale crop for 2D models, scale + random crop for clips)."""
+    return cfg.get("train_aug") or dataset_cfg.train_aug or ("multiscale" if spec.layout == "frames" else "scale_crop")
+
+
 def default_transform(cfg, spec, dataset_cfg, mode, test_crops=1, full_res=False):
     flip = "never" if cfg.get("no_flip") else dataset_cfg.flip
+    train_aug = train_aug_of(cfg, spec, dataset_cfg) if mode == "train" else None
     return build_transform(mode, spec.crop_size, spec.scale_size, flip=flip, flip_map=dataset_cfg.flip_map,
-                           test_crops=test_crops, full_res=full_res, multiscale=spec.layout == "frames")
+                           test_crops=test_crops, full_res=full_res, train_aug=train_aug)
 
 
 def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, test_crops=1, twice_sample=False,

@@ -389,13 +389,36 @@ class Compose:
         return "Compose(\n" + "".join(f"    {step!r},\n" for step in self.steps) + ")"
 
 
+TRAIN_AUGS = ("multiscale", "rrc", "scale_crop", "center")
+
+
+def train_crop(train_aug, crop_size, scale_size):
+    """The spatial part of a training pipeline, by name (`--train_aug`):
+
+    multiscale  TSN's multi-scale corner crop (the 2D models' published recipe)
+    rrc         Inception-style random resized crop
+    scale_crop  short side to scale_size, then a random crop_size crop (the 3D clip models' recipe)
+    center      short side to scale_size, then the centre crop: the validation view (no spatial
+                jitter; flips still apply), for data whose object fills the frame's centre
+    """
+    if train_aug == "multiscale":
+        return [GroupMultiScaleCrop(crop_size)]
+    if train_aug == "rrc":
+        return [GroupRandomResizedCrop(crop_size)]
+    if train_aug == "scale_crop":
+        return [GroupScale(scale_size), GroupRandomCrop(crop_size)]
+    if train_aug == "center":
+        return [GroupScale(scale_size), GroupCenterCrop(crop_size)]
+    raise ValueError(f"train_aug must be one of {TRAIN_AUGS}, got {train_aug!r}")
+
+
 def build_transform(mode, crop_size, scale_size, flip="always", flip_map=None, test_crops=1,
-                    full_res=False, multiscale=True):
+                    full_res=False, train_aug="multiscale"):
     """The usual pipelines.
 
-    train: multi-scale crop + flip (TSN), or with multiscale=False GroupScale + random crop + flip
-      (3D clip models); val: GroupScale + centre crop; test: GroupScale + 1 centre crop,
-      3 crops along the long side, 5 crops (corners + centre) or 10 (5 + mirrors).
+    train: the `train_aug` crop (see train_crop) + flip; val: GroupScale + centre crop; test:
+      GroupScale + 1 centre crop, 3 crops along the long side, 5 crops (corners + centre) or 10
+      (5 + mirrors).
     full_res: test crops are scale_size squares (the whole short side) instead of crop_size.
     Ten crops mirror every view, which would give a left/right class the wrong label, so they need
     flip='always' (use 5 crops for the others).
@@ -405,9 +428,8 @@ def build_transform(mode, crop_size, scale_size, flip="always", flip_map=None, t
     if flip not in FLIP_POLICIES:
         raise ValueError(f"flip policy must be one of {FLIP_POLICIES}, got {flip!r}")
     if mode == "train":
-        crop = [GroupMultiScaleCrop(crop_size)] if multiscale else [GroupScale(scale_size), GroupRandomCrop(crop_size)]
         flips = [] if flip == "never" else [GroupRandomHorizontalFlip(flip, flip_map if flip == "map" else None)]
-        return Compose(crop + flips)
+        return Compose(train_crop(train_aug, crop_size, scale_size) + flips)
     if mode == "val":
         return Compose([GroupScale(scale_size), GroupCenterCrop(crop_size)])
     if test_crops not in (1, 3, 5, 10):

@@ -55,3 +55,21 @@ def test_loaders_train_shuffles_val_keeps_everything(dataset_cfg):
     assert len(train) == 1  # the incomplete last batch is dropped in training
     with pytest.raises(ValueError, match="fewer than one batch of 4"):
         build_loader(ds, "train", batch_size=4, workers=0)
+
+
+def test_training_crop_is_the_flag_else_the_dataset_s_else_the_model_s(dataset_cfg, tmp_path):
+    def first_step(ds):
+        return type(ds.transform.steps[0]).__name__ + type(ds.transform.steps[1]).__name__
+    cfg = dict(num_segments=2, new_length=1, clip_len=2, seed=0)
+    assert first_step(build_dataset(cfg, Fake(), dataset_cfg, "train")) == \
+        "GroupMultiScaleCropGroupRandomHorizontalFlip"  # TSN's published recipe
+    assert first_step(build_dataset(cfg, Fake("clip"), dataset_cfg, "train")) == "GroupScaleGroupRandomCrop"
+    synthetic = get_dataset_config("synthetic", root=str(tmp_path), train_list=dataset_cfg.train_list,
+                                   val_list=dataset_cfg.val_list, test_list=dataset_cfg.val_list)
+    assert synthetic.train_aug == "center"
+    assert first_step(build_dataset(cfg, Fake(), synthetic, "train")) == "GroupScaleGroupCenterCrop"
+    assert first_step(build_dataset(dict(cfg, train_aug="rrc"), Fake(), synthetic, "train")) == \
+        "GroupRandomResizedCropGroupRandomHorizontalFlip"
+    with pytest.raises(ValueError, match="train_aug must be one of"):
+        get_dataset_config("custom", root=str(tmp_path), num_class=2, train_list=dataset_cfg.train_list,
+                           train_aug="ten_crop")

@@ -1,3 +1,4 @@
+import json
 import os
 
 import av
@@ -253,3 +254,15 @@ def test_reversal_direction_accuracy_compares_each_video_with_its_reversal():
     assert syn.reversal_direction_accuracy(blind, rounding, labels) == pytest.approx(50.0)
     with pytest.raises(ValueError):
         syn.reversal_direction_accuracy(scores, backwards[:3], labels)
+
+
+def test_version_is_recorded_and_other_versions_refused(tmp_path):
+    generate(tmp_path)
+    assert syn.read_version(str(tmp_path)) == syn.VERSION
+    manifest = tmp_path / "synthetic.json"
+    old = json.loads(manifest.read_text())
+    del old["version"]  # a folder written by the first generator, which recorded no version
+    manifest.write_text(json.dumps(old))
+    assert syn.read_version(str(tmp_path)) == 1
+    with pytest.raises(SystemExit, match=f"version=1, not {syn.VERSION}"):
+        generate(tmp_path)

@@ -139,7 +139,8 @@ def test_resize_matches_float_interpolation():
     GroupRandomCrop(24),
     GroupRandomHorizontalFlip("always"),
     build_transform("train", 24, 40),
-    build_transform("train", 24, 40, multiscale=False),
+    build_transform("train", 24, 40, train_aug="rrc"),
+    build_transform("train", 24, 40, train_aug="scale_crop"),
 ])
 def test_one_decision_per_clip(transform):
     clips, length = 6, 4
@@ -337,9 +338,14 @@ def test_build_transform_pipelines():
     train = build_transform("train", 224, 256, flip="map", flip_map=SS_V1_FLIP)
     assert [type(s).__name__ for s in train.steps] == ["GroupMultiScaleCrop", "GroupRandomHorizontalFlip"]
     assert train.steps[1].flip_map[4] == 2
-    clip_train = build_transform("train", 112, 128, multiscale=False)
-    assert [repr(s) for s in clip_train.steps] == [
-        "GroupScale(size=128)", "GroupRandomCrop(size=112)", "GroupRandomHorizontalFlip(policy='always', p=0.5)"]
+    flip = "GroupRandomHorizontalFlip(policy='always', p=0.5)"
+    for train_aug, crop in [("multiscale", ["GroupMultiScaleCrop(size=112, scales=(1, 0.875, 0.75, 0.66), "
+                                            "max_distort=1, fix_crop=13)"]),
+                            ("rrc", ["GroupRandomResizedCrop(size=112, area=(0.08, 1.0), ratio=(0.75, 1.3333))"]),
+                            ("scale_crop", ["GroupScale(size=128)", "GroupRandomCrop(size=112)"]),
+                            ("center", ["GroupScale(size=128)", "GroupCenterCrop(size=112)"])]:
+        steps = build_transform("train", 112, 128, train_aug=train_aug).steps
+        assert [repr(s) for s in steps] == crop + [flip]
     assert [repr(s) for s in build_transform("val", 224, 256).steps] == [
         "GroupScale(size=256)", "GroupCenterCrop(size=224)"]
     assert repr(build_transform("test", 224, 256, test_crops=3).steps[1]) == "GroupThreeCrop(size=224)"
@@ -365,6 +371,32 @@ def test_build_transform_refuses_bad_settings():
         build_transform("test", 224, 256, test_crops=4)
     with pytest.raises(ValueError, match="full_res"):
         build_transform("test", 112, (128, 171), full_res=True)
+    with pytest.raises(ValueError, match="train_aug must be one of"):
+        build_transform("train", 112, 128, train_aug="tencrop")
+
+
+def test_centre_training_view_keeps_the_synthetic_object_whole():
+    """The synthetic benchmark's training crop (the centre view, 64 of 72) keeps all of an
+    appearance object placed as far off centre as the generator places one; TSN's multi-scale
+    crop of the same frame cuts much of it away in some draws (why synthetic has its own default)."""
+    from tools.synthetic import DEFAULT_SIZE
+    h, w = DEFAULT_SIZE
+    radius = 0.3 * min(h, w)  # the smallest appearance object, a quarter of the free range off centre
+    cy, cx = h / 2 + 0.25 * (h - 2 * radius), w / 2 + 0.25 * (w - 2 * radius)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    frames = np.zeros((1, 1, h, w, 3), np.uint8)
+    frames[0, 0][mask] = 255
+    centre = build_transform("train", 64, 72, train_aug="center")
+    out = centre(frames, 0, np.random.default_rng(0))[0].float().mean(-1) / 255
+    input_pixels_per_output = (min(h, w) / 72) ** 2
+    assert out.sum().item() * input_pixels_per_output / mask.sum() > 0.99
+    multiscale = GroupMultiScaleCrop(64)
+    kept = []
+    for seed in range(200):
+        y, x, ch, cw = multiscale.window(h, w, np.random.default_rng(seed))
+        kept.append(mask[y:y + ch, x:x + cw].sum() / mask.sum())
+    assert min(kept) < 0.7
 
 
 # ---------------------------------------------------------------- DeviceNormalize

@@ -10,6 +10,8 @@ function of (seed, split, class, index), so generation runs in parallel and resu
 stopped. See docs/synthetic.md.
 
     python tools/synthetic.py --out data/synthetic --videos_per_class 40 10 10 --seed 0 -j 2
+
+The defaults are benchmark version VERSION (stored in synthetic.json); results name the version.
 """
 import argparse
 import json
@@ -33,8 +35,13 @@ CLASSES = APPEARANCE + tuple(name for pair in PAIRS for name in pair)
 SPLITS = ("train", "val", "test")
 FRAME_TMPL = "img_{:05d}.jpg"
 FPS = 12
-DEFAULT_SIZE = (128, 170)
+# The benchmark's version, stored in every dataset's synthetic.json and in the results measured on
+# it. v1: 128x170 frames. v2: square 72x72 frames (a 64 px centre view keeps every object whole;
+# docs/synthetic.md has the measurements). Change it with anything that changes the videos.
+VERSION = 2
+DEFAULT_SIZE = (72, 72)
 DEFAULT_FRAMES = (24, 48)
+DEFAULT_VIDEOS_PER_CLASS = (40, 10, 10)
 SUPERSAMPLE = 4
 
 
@@ -401,10 +408,17 @@ def _check_settings(root, settings):
         return
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
-    for key in ("seed", "size", "frames", "quality"):
+    old.setdefault("version", 1)  # v1 wrote no version
+    for key in ("version", "seed", "size", "frames", "quality"):
         if old.get(key) != settings[key]:
             raise SystemExit(f"{path}: existing videos were made with {key}={old.get(key)}, "
                              f"not {settings[key]}; use another --out or delete {root}")
+
+
+def read_version(root):
+    """The benchmark version of the dataset under `root` (1 for folders written before versions)."""
+    with open(os.path.join(root, "synthetic.json")) as f:
+        return json.load(f).get("version", 1)
 
 
 def _save_settings(root, settings):
@@ -420,7 +434,7 @@ def generate(root, videos_per_class, seed=0, size=DEFAULT_SIZE, frames=DEFAULT_F
     """
     size, frames = list(size), list(frames)
     _check_frames(frames)
-    settings = {"seed": seed, "size": size, "frames": frames, "quality": quality,
+    settings = {"version": VERSION, "seed": seed, "size": size, "frames": frames, "quality": quality,
                 "videos_per_class": dict(zip(SPLITS, videos_per_class)), "classes": list(CLASSES)}
     os.makedirs(root, exist_ok=True)
     _check_settings(root, settings)
@@ -458,12 +472,12 @@ def generate(root, videos_per_class, seed=0, size=DEFAULT_SIZE, frames=DEFAULT_F
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/synthetic", help="dataset root to write (default: %(default)s)")
-    p.add_argument("--videos_per_class", type=int, nargs="+", default=[40, 10, 10],
+    p.add_argument("--videos_per_class", type=int, nargs="+", default=list(DEFAULT_VIDEOS_PER_CLASS),
                    help="videos per class: TRAIN VAL TEST, or one total N split 4:1:1 (default: 40 10 10)")
     p.add_argument("--seed", type=int, default=0,
                    help="every video is a function of (seed, split, class, index) (default: %(default)s)")
     p.add_argument("--size", type=int, nargs=2, default=list(DEFAULT_SIZE), metavar=("H", "W"),
-                   help="frame height and width (default: 128 170)")
+                   help="frame height and width (default: %(default)s)")
     p.add_argument("--frames", type=int, nargs=2, default=list(DEFAULT_FRAMES), metavar=("MIN", "MAX"),
                    help="video length range, inclusive (default: 24 48)")
     p.add_argument("--formats", nargs="+", default=["rawframes", "videos"], choices=["rawframes", "videos"],
@@ -480,7 +494,7 @@ def main(argv=None):
 
     start = time.time()
     info = generate(args.out, vpc, args.seed, args.size, args.frames, args.formats, args.workers, args.quality)
-    print(f"{args.out}: {len(CLASSES)} classes, videos per class train/val/test = {vpc}, "
+    print(f"{args.out}: synthetic benchmark v{VERSION}, {args.size[0]}x{args.size[1]} frames, {len(CLASSES)} classes, videos per class train/val/test = {vpc}, "
           f"{info['generated']} generated in {time.time() - start:.1f} s with -j {args.workers}")
     for split, c in info["ceiling_order_agnostic"].items():
         print(f"order-agnostic ceiling on {split}: top-1 {100 * c['top1']:.1f}%, "
