@@ -114,3 +114,25 @@ def test_reversal_column_compares_each_run_with_its_reversed_test(tmp_path):
              indices=indices[::-1])
     with pytest.raises(ValueError, match="other videos"):
         summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "1", "--reversal"])
+
+
+def test_baseline_comparison_is_paired_by_seed_and_names_the_benchmark(tmp_path):
+    from scipy import stats
+    from tools import synthetic
+    tsn, sttnet = [20.0, 30.0, 25.0, 40.0], [25.0, 31.0, 33.0, 42.0]
+    for seed, (a, b) in enumerate(zip(tsn, sttnet)):
+        make_run(tmp_path, seed, "tsn", a)
+        make_run(tmp_path, seed, "sttnet", b)
+    data = tmp_path / "data"
+    synthetic.generate(str(data), (1, 0, 0), size=(16, 16), frames=(2, 2), formats=("rawframes",), progress=False)
+    text = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1", "2", "3"], baseline="tsn",
+                                    data=str(data))
+    assert text.splitlines()[0] == f"benchmark: synthetic v{synthetic.VERSION}, 16x16 frames, 1/0/0 videos per class, seed 0"
+    diffs = np.subtract(sttnet, tsn)
+    t, p = stats.ttest_rel(sttnet, tsn)
+    row = text.splitlines()[-1]
+    assert row == (f"| sttnet | {diffs.mean():+.1f} ± {diffs.std(ddof=1):.1f} | +5.0 / +1.0 / +8.0 / +2.0 "
+                   f"| {t:.2f} | {p:.3f} |")
+    assert 0 < p < 0.1  # unpaired, the spread of the seeds would hide the same gain
+    with pytest.raises(ValueError, match="baseline"):
+        summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0"], baseline="avg")

@@ -14,7 +14,10 @@ order). --reversal adds the reversal-direction accuracy
 played backwards, test_reversed/scores.npz from test_models.py --reverse_time; exactly 50% = blind
 to frame order). --pretext adds, per name and metric, the last training epoch's value from
 the runs' logs (<out>/seed<s>/<name>/log/*/log.txt), averaged over the seeds whose log reports it
-(empty when none does: that pretext task was not trained).
+(empty when none does: that pretext task was not trained). --baseline NAME compares every other
+name with it seed by seed (the runs of one seed share data order and initialisation): mean and
+standard deviation of the per-seed differences and a paired t-test (two-sided p). --data ROOT
+names the synthetic benchmark version the runs were measured on (from ROOT/synthetic.json).
 
     python tools/summarize_runs.py runs/synthetic_clip_models --names c3d stts --seeds 0 1 2
     python tools/summarize_runs.py runs/synthetic_sttnet_ablation --names tsn sttnet --seeds 0 \\
@@ -29,9 +32,10 @@ import re
 import sys
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.synthetic import pair_direction_accuracy, reversal_direction_accuracy  # noqa: E402
+from tools.synthetic import pair_direction_accuracy, read_version, reversal_direction_accuracy  # noqa: E402
 
 
 def read_top1(out, name, seed):
@@ -82,11 +86,33 @@ def pretext_title(metric):
     return f"train {task.upper()} {stat}".strip()
 
 
-def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversal=False):
+def benchmark_line(root):
+    """'benchmark: synthetic v2, 72x72 frames, 40/10/10 videos per class, seed 0' from root/synthetic.json."""
+    with open(os.path.join(root, "synthetic.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    per_class = "/".join(str(info["videos_per_class"][s]) for s in ("train", "val", "test"))
+    return (f"benchmark: synthetic v{read_version(root)}, {info['size'][0]}x{info['size'][1]} frames, "
+            f"{per_class} videos per class, seed {info['seed']}")
+
+
+def paired(top1, baseline):
+    """Per-seed differences of each name from the baseline: (name, diffs, mean, std, t, p) rows."""
+    rows = []
+    for name, values in top1.items():
+        if name == baseline:
+            continue
+        diffs = np.array(values) - np.array(top1[baseline])
+        t, p = stats.ttest_rel(values, top1[baseline]) if len(diffs) > 1 and np.std(diffs) > 0 else (np.nan, np.nan)
+        rows.append((name, diffs, diffs.mean(), diffs.std(ddof=1) if len(diffs) > 1 else np.nan, t, p))
+    return rows
+
+
+def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversal=False, baseline=None, data=None):
     """Write results.csv and summary.md into `out`; returns the text of summary.md."""
-    rows, cells = [], []
+    rows, cells, all_top1 = [], [], {}
     for name in names:
         top1 = [read_top1(out, name, s) for s in seeds]
+        all_top1[name] = top1
         extra = []
         if pairs:
             pair = [read_pair_accuracy(out, name, s) for s in seeds]
@@ -111,6 +137,16 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
               *(["reversal-direction acc. (50 = order-blind)"] if reversal else []),
               *[pretext_title(m) for m in pretext]]
     text = "".join("| " + " | ".join(line) + " |\n" for line in [titles, ["---"] * len(titles), *cells])
+    if baseline is not None:
+        if baseline not in all_top1:
+            raise ValueError(f"--baseline {baseline!r} is not one of the names {names}")
+        text += (f"\n| {label} | top-1 gain over {baseline}, same seed (mean ± std) | per seed | paired t | p |\n"
+                 "| --- | --- | --- | ---: | ---: |\n")
+        for name, diffs, mean, std, t, p in paired(all_top1, baseline):
+            text += (f"| {name} | {mean:+.1f} ± {std:.1f} | {' / '.join(f'{d:+.1f}' for d in diffs)} "
+                     f"| {t:.2f} | {p:.3f} |\n")
+    if data is not None:
+        text = benchmark_line(data) + "\n\n" + text
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(text)
     return text
@@ -128,8 +164,12 @@ def main(argv=None):
                    help="add the synthetic benchmark's pair-direction accuracy (from test/scores.npz)")
     p.add_argument("--reversal", action="store_true",
                    help="add the reversal-direction accuracy (from test/ and test_reversed/scores.npz)")
+    p.add_argument("--baseline", default=None,
+                   help="compare every other name with this one seed by seed (paired t-test)")
+    p.add_argument("--data", default=None, help="synthetic dataset root: name its benchmark version")
     args = p.parse_args(argv)
-    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs, args.reversal))
+    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs, args.reversal,
+                    args.baseline, args.data))
 
 
 if __name__ == "__main__":

@@ -417,7 +417,7 @@ def _check_settings(root, settings):
 
 def read_version(root):
     """The benchmark version of the dataset under `root` (1 for folders written before versions)."""
-    with open(os.path.join(root, "synthetic.json")) as f:
+    with open(os.path.join(root, "synthetic.json"), encoding="utf-8") as f:
         return json.load(f).get("version", 1)
 
 
