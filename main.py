@@ -86,7 +86,7 @@ def make_optimizer(args, groups):
 
 def format_stats(stats, names=("loss", "top1", "top5", "mean_class_acc")):
     parts = [f"{n} {stats[n]:.4f}" if n == "loss" else f"{n} {stats[n]:.2f}" for n in names if n in stats]
-    extra = [f"{n} {v:.4f}" for n, v in sorted(stats.items())
+    extra = [f"{n} {v:.4f}" if "loss" in n else f"{n} {v:.2f}" for n, v in sorted(stats.items())
              if n not in names and isinstance(v, float) and n not in ("lr", "clips_per_s", "data_time")]
     return " ".join(parts + extra)
 

@@ -59,7 +59,7 @@ class STTNet(TSN):
     def _pretext(logits, labels, name, weight, losses, metrics):
         logits, labels = logits.flatten(0, -2), labels.flatten()
         losses[name] = weight * F.cross_entropy(logits.float(), labels)
-        metrics[f"{name}_acc"] = (logits.argmax(-1) == labels).float().mean().detach()
+        metrics[f"{name}_acc"] = 100 * (logits.argmax(-1) == labels).float().mean().detach()  # in %, like top-1
 
 
 @MODELS.register("sttnet")

@@ -35,6 +35,14 @@ def new_parts(model):
     return {"aggregator": model.aggregator, "rbrf_head": model.rbrf_head, "rbrc_head": model.rbrc_head}
 
 
+def test_pretext_accuracy_is_in_percent_like_top1():
+    losses, metrics = {}, {}
+    labels = torch.tensor([0, 1, 1, 0])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 0]), 2).float()  # 3 of 4 right
+    STTNet._pretext(logits, labels, "rbrf", 0.5, losses, metrics)
+    assert metrics["rbrf_acc"].item() == 75.0 and set(losses) == {"rbrf"}
+
+
 @pytest.mark.parametrize("b,k,side", [(1, 1, 64), (2, 3, 64), (3, 5, 32), (4, 16, 64)])
 def test_any_batch_and_segments(b, k, side):
     model = build(num_segments=k, crop_size=side)
@@ -44,7 +52,7 @@ def test_any_batch_and_segments(b, k, side):
         assert out["logits"].shape == (b, NUM_CLASS)
         assert set(out["losses"]) == {"rbrc", "rbrf"} and set(out["metrics"]) == {"rbrc_acc", "rbrf_acc"}
         assert all(v.dim() == 0 and torch.isfinite(v) for v in out["losses"].values())
-        assert all(0 <= v <= 1 for v in out["metrics"].values())
+        assert all(0 <= v <= 100 for v in out["metrics"].values())
         logits = model.eval()(x)
     assert torch.is_tensor(logits) and logits.shape == (b, NUM_CLASS)
 

@@ -47,19 +47,19 @@ def test_top1_per_seed_mean_and_std(tmp_path, capsys):
 def test_pretext_columns_average_the_last_epoch_of_the_seeds_that_trained_it(tmp_path):
     make_run(tmp_path, 0, "tsn", 50.0, ["", ""])
     make_run(tmp_path, 1, "tsn", 52.0, ["", ""])
-    make_run(tmp_path, 0, "sttnet", 60.0, ["rbrf_acc 0.2000 rbrc_acc 0.1000", "rbrf_acc 0.6000 rbrc_acc 0.3000"])
-    make_run(tmp_path, 1, "sttnet", 64.0, ["rbrf_acc 0.3000", "rbrf_acc 0.8000"])     # no RBRC in this run
+    make_run(tmp_path, 0, "sttnet", 60.0, ["rbrf_acc 20.00 rbrc_acc 10.00", "rbrf_acc 60.00 rbrc_acc 30.00"])
+    make_run(tmp_path, 1, "sttnet", 64.0, ["rbrf_acc 30.00", "rbrf_acc 80.00"])     # no RBRC in this run
     summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1"], pretext=["rbrf_acc", "rbrc_acc"])
 
     header, tsn, sttnet = read_csv(tmp_path / "results.csv")
     assert header[-2:] == ["train_rbrf_acc", "train_rbrc_acc"]
     assert tsn[-2:] == ["", ""]
-    assert sttnet[-2:] == ["0.700", "0.300"]          # last epochs (0.6, 0.8) averaged; RBRC from seed 0 only
+    assert sttnet[-2:] == ["70.0", "30.0"]          # last epochs (60, 80) averaged; RBRC from seed 0 only
     summary = (tmp_path / "summary.md").read_text().splitlines()
     assert summary[0] == "| model | test top-1 (mean ± std) | train RBRF acc | train RBRC acc |"
     assert summary[1] == "| --- | --- | --- | --- |"
     assert summary[2] == "| tsn | 51.0 ± 1.0 |  |  |"
-    assert summary[3] == "| sttnet | 62.0 ± 2.0 | 0.700 | 0.300 |"
+    assert summary[3] == "| sttnet | 62.0 ± 2.0 | 70.0 | 30.0 |"
 
 
 def test_a_missing_run_names_the_file(tmp_path):
@@ -70,6 +70,15 @@ def test_a_missing_run_names_the_file(tmp_path):
     (tmp_path / "seed0" / "stts" / "log" / "run_0" / "log.txt").unlink()
     with pytest.raises(FileNotFoundError, match="seed0/stts/log"):
         summarize_runs.summarize(str(tmp_path), ["stts"], ["0"], pretext=["rbrf_acc"])
+
+
+def test_a_missing_run_is_a_one_line_error_on_the_command_line(tmp_path, capsys):
+    make_run(tmp_path, 0, "c3d", 50.0)
+    with pytest.raises(SystemExit) as exit_info:
+        summarize_runs.main([str(tmp_path), "--names", "c3d", "--seeds", "0", "1"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1
+    assert err.startswith("summarize_runs.py: error:") and "seed1/c3d/test/metrics.json" in err
 
 
 def test_pairs_column_reads_test_scores(tmp_path):
@@ -109,11 +118,11 @@ def test_reversal_column_compares_each_run_with_its_reversed_test(tmp_path):
     assert header[-1] == "reversal_direction_acc" and row[-1] == "75.0 ± 25.0"
     (tmp_path / "seed0" / "TRN" / "test_reversed" / "metrics.json").write_text(json.dumps({"num_clips": 10}))
     with pytest.raises(ValueError, match="other views"):
-        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "0", "1", "--reversal"])
+        summarize_runs.summarize(str(tmp_path), ["TRN"], ["0", "1"], reversal=True)
     np.savez(tmp_path / "seed1" / "TRN" / "test_reversed" / "scores.npz", scores=forward, labels=labels,
              indices=indices[::-1])
     with pytest.raises(ValueError, match="other videos"):
-        summarize_runs.main([str(tmp_path), "--names", "TRN", "--seeds", "1", "--reversal"])
+        summarize_runs.summarize(str(tmp_path), ["TRN"], ["1"], reversal=True)
 
 
 def test_baseline_comparison_is_paired_by_seed_and_names_the_benchmark(tmp_path):

@@ -97,7 +97,7 @@ def test_shift_lets_a_frame_see_its_neighbours():
 
 
 def test_temporal_pool_halves_the_frames_and_keeps_tsm_names():
-    cfg = run_config(["--arch", "resnet18", "--shift", "--temporal_pool", "--num_segments", "4",
+    cfg = run_config(["--model", "tsn", "--arch", "resnet18", "--shift", "--temporal_pool", "--num_segments", "4",
                       "--consensus_type", "TRN"], num_class=3)
     model = build_model(cfg).eval()
     assert isinstance(model.base_model.layer2, TemporalPool)

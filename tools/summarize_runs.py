@@ -122,7 +122,7 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
             extra.append(f"{np.mean(rev):.1f} ± {np.std(rev):.1f}")
         for metric in pretext:
             values = [v for v in (last_train_metric(out, name, s, metric) for s in seeds) if v is not None]
-            extra.append(f"{np.mean(values):.3f}" if values else "")
+            extra.append(f"{np.mean(values):.1f}" if values else "")
         mean, std = np.mean(top1), np.std(top1)
         rows.append([name, *top1, mean, std, *extra])
         cells.append([name, f"{mean:.1f} ± {std:.1f}", *extra])
@@ -168,8 +168,12 @@ def main(argv=None):
                    help="compare every other name with this one seed by seed (paired t-test)")
     p.add_argument("--data", default=None, help="synthetic dataset root: name its benchmark version")
     args = p.parse_args(argv)
-    print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs, args.reversal,
-                    args.baseline, args.data))
+    try:
+        print(summarize(args.out, args.names, args.seeds, args.label, args.pretext, args.pairs, args.reversal,
+                        args.baseline, args.data))
+    except (OSError, ValueError, KeyError) as err:  # a missing or incomplete run: one line naming it
+        print(f"summarize_runs.py: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
