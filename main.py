@@ -246,6 +246,7 @@ def main(argv=None):
 
     if args.evaluate:
         stats = run_validation(start_epoch)
+        log.record({"epoch": start_epoch, "val": scalar_stats(stats)})
         if "confusion" in stats and dist.is_main:
             png = save_confusion_png(stats["confusion"], dataset_cfg.class_names,
                                      os.path.join(log_dir, "confusion_val.png"))
@@ -262,7 +263,7 @@ def main(argv=None):
                                          keep_views=keep_views, print_freq=args.print_freq,
                                          progress=not args.no_progress, log=log,
                                          agree_on_empty=dist.distributed and args.on_bad_sample == "skip",
-                                         max_skip_fraction=args.max_skip_fraction)
+                                         max_skip_fraction=args.max_skip_fraction, epochs=args.epochs)
         if stats["samples"] == 0:
             raise SkipLimitError(f"epoch {epoch + 1} trained on nothing: every sample was skipped as bad; "
                                  f"first: {skipped[0] if skipped else 'none'}")
@@ -270,14 +271,16 @@ def main(argv=None):
                  f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
         log.text(f"epoch {epoch + 1}: {skip_report(skipped)}", echo=bool(skipped))
         log.scalars("train", scalar_stats(stats), epoch + 1)
-        is_best = False
+        is_best, record = False, {"epoch": epoch + 1, "train": scalar_stats(stats)}
         if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:
             val_stats = run_validation(epoch + 1)
+            record["val"] = scalar_stats(val_stats)
             schedule.observe(val_stats["loss"])
             metric = val_stats["top1"] if "top1" in val_stats else -val_stats["loss"]
             is_best = best_metric is None or metric > best_metric
             best_metric, best_epoch = (metric, epoch + 1) if is_best else (best_metric, best_epoch)
             log.text(f"=> best {'top1' if 'top1' in val_stats else '-loss'} so far {best_metric:.3f}")
+        log.record(record)
         rng = ckpt.gather_rng_states()  # collective: every rank takes part
         if dist.is_main:
             state = ckpt.make_checkpoint(model, optimizer, schedule, scaler, epoch + 1, best_metric, config, rng,

@@ -7,6 +7,7 @@ loss = CE(out.logits, labels) (if logits) + sum(out.losses). Mixed precision is 
 GradScaler on CUDA and bf16 autocast on CPU. Every model-reported loss and metric is averaged over
 the epoch (over all ranks) and logged as train/<name>.
 """
+import datetime
 import json
 import logging
 import math
@@ -117,6 +118,14 @@ class RunLog:
                 self.writer.add_scalar(f"{prefix}/{name}", value, step)
         self.writer.flush()
 
+    def record(self, entry):
+        """One JSON line in metrics.jsonl (per epoch: {"epoch", "train": {...}, "val": {...}}), for
+        scripts; non-finite numbers are written as null."""
+        if self.enabled:
+            entry = json.loads(json.dumps(entry), parse_constant=lambda _: None)
+            with open(os.path.join(self.folder, "metrics.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, sort_keys=True) + "\n")
+
     def save_json(self, name, data):
         if self.enabled:
             with open(os.path.join(self.folder, name), "w", encoding="utf-8") as f:
@@ -197,9 +206,16 @@ class EpochMeter:
         return result
 
 
+def run_eta(elapsed, it, iters, epoch, epochs):
+    """Time left in the whole run as 'H:MM:SS', at this epoch's pace so far (`elapsed` seconds for
+    iterations 0..it): the rest of this epoch and every later one, validation not included."""
+    left = elapsed / (it + 1) * ((iters - it - 1) + (epochs - epoch - 1) * iters)
+    return str(datetime.timedelta(seconds=round(left)))
+
+
 def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, device, epoch, num_class,
                     amp=False, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
-                    agree_on_empty=False, max_skip_fraction=None):
+                    agree_on_empty=False, max_skip_fraction=None, epochs=None):
     """One epoch; returns the epoch averages (loss, loss parts, model metrics, top1/top5/mean class
     accuracy when the model gives logits, lr, clips_per_s, data_time, samples trained on) and the
     skipped sample names.
@@ -207,14 +223,15 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
     `max_skip_fraction`: stop (SkipLimitError) as soon as this process has skipped more than that
     fraction of its epoch's samples, rather than after a wasted epoch. `agree_on_empty` (DDP with
     the skip policy): a batch whose every item was bad on one rank is skipped on every rank, since
-    DDP's gradient all-reduce needs all ranks in each step."""
+    DDP's gradient all-reduce needs all ranks in each step. `epochs` (the run's length) adds the
+    whole run's ETA to the progress bar and the log lines."""
     model.train()
     meter = EpochMeter(num_class)
     dtype = amp_dtype(device, amp)
     show = progress and du.is_main()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not show, dynamic_ncols=True, leave=False)
     skipped, data_time, step_time, clips = [], 0.0, 0.0, 0
-    end = time.perf_counter()
+    end = start = time.perf_counter()
     for it, (frames, labels, _, batch_skipped) in enumerate(bar):
         skipped.extend(batch_skipped)
         if batch_skipped and max_skip_fraction is not None:
@@ -246,16 +263,20 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
         elapsed = time.perf_counter() - end
         data_time, step_time, clips = data_time + waited, step_time + elapsed, clips + n
         end = time.perf_counter()
+        eta = run_eta(end - start, it, len(loader), epoch, epochs) if epochs else None
         if show:
             post = {"loss": f"{meter.running('loss'):.3f}"}
             if out["logits"] is not None:
                 post["acc"] = f"{meter.running('top1'):.1f}"
             post.update(lr=f"{schedule.lr:.2e}", data=f"{waited:.2f}s",
                         clips_s=f"{n * du.get_world_size() / max(elapsed, 1e-9):.1f}")
+            if eta:
+                post["run_eta"] = eta
             bar.set_postfix(post, refresh=False)
         if log is not None and print_freq and (it + 1) % print_freq == 0:
             log.text(f"epoch {epoch + 1} iter {it + 1}/{len(loader)} loss {meter.running('loss'):.4f} "
-                     f"lr {schedule.lr:.3e} data {data_time / (it + 1):.3f}s", echo=not show)
+                     f"lr {schedule.lr:.3e} data {data_time / (it + 1):.3f}s" + (f" run eta {eta}" if eta else ""),
+                     echo=not show)
     bar.close()
     stats = meter.reduce()
     stats.update(lr=schedule.lr, clips_per_s=clips * du.get_world_size() / max(step_time, 1e-9),

@@ -56,7 +56,7 @@ def data(tmp_path_factory):
 def test_training_loss_falls_and_beats_chance(data, tmp_path):
     root, lists = data
     best = main.main(base_args(root, lists, tmp_path, 3, "--optimizer", "adam", "--lr", "3e-4",
-                               "--dropout", "0", "-j", "0"))
+                               "--dropout", "0", "-j", "0", "--print-freq", "4"))
     log = (run_dir(tmp_path, "log", 3) / "log.txt").read_text()
     train_acc = [float(x) for x in re.findall(r"train: loss [\d.]+ top1 ([\d.]+)", log)]
     val_loss = [float(x) for x in re.findall(r"videos: loss ([\d.]+)", log)]
@@ -66,6 +66,11 @@ def test_training_loss_falls_and_beats_chance(data, tmp_path):
     assert "validation on 12 videos" in log
     folder = run_dir(tmp_path, "log", 3)
     assert (folder / "args.json").is_file() and any(f.startswith("events") for f in os.listdir(folder))
+    epochs = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]  # one machine-readable line per epoch, as in log.txt
+    assert [e["val"]["loss"] for e in epochs] == pytest.approx(val_loss, abs=1e-4)
+    assert [e["train"]["top1"] for e in epochs] == pytest.approx(train_acc, abs=0.01)
+    assert re.search(r"iter \d+/\d+ .* run eta \d+:\d\d:\d\d", log)
     recorded = json.loads((folder / "args.json").read_text())  # what the figures depend on (README)
     assert recorded["num_threads"] == torch.get_num_threads() and recorded["torch_version"] == torch.__version__
     ckpts = run_dir(tmp_path, "ckpt", 3)
@@ -84,6 +89,13 @@ def subset(path, out, per_class):
             keep.append(line)
     out.write_text("".join(keep))
     return str(out)
+
+
+def test_run_eta_counts_the_rest_of_this_epoch_and_the_later_ones():
+    from ops.engine import run_eta
+    # 2 s per iteration so far, 10 iterations per epoch, at iteration 4 of epoch 3 of 5
+    assert run_eta(10.0, 4, 10, 2, 5) == "0:00:50"  # 5 left in this epoch + 2 epochs of 10
+    assert run_eta(3.0, 2, 3, 0, 1) == "0:00:00"
 
 
 def test_one_epoch_resume_one_epoch_equals_two_epochs(data, tmp_path):
