@@ -305,6 +305,8 @@ def entry(argv=None):
         fail(str(err))
     except OSError as err:  # an unwritable or full disk under the log folder
         fail(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+    except torch.distributed.DistBackendError as err:  # a peer process stopped (its own line says why)
+        fail(f"stopped: another process of the run failed ({str(err).strip().splitlines()[0]})")
 
 
 def fail(message):

@@ -3,7 +3,11 @@ epoch is spent where it can be checked at start, and no checkpoint is ever lost.
 import errno
 import json
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from ops.dataset import VideoList
 from tests.test_main import make_colour_dataset
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +324,26 @@ def test_list_file_with_byte_order_mark_or_another_encoding(tmp_path):
     (tmp_path / "latin.txt").write_bytes("a/b 3 0\ncaf\xe9/d 4 1\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.txt:2: not UTF-8 text \(invalid continuation byte\)"):
         VideoList(str(tmp_path / "latin.txt"))
+
+
+def test_worker_error_under_torchrun_is_one_line_from_the_failing_rank(data, tmp_path):
+    root, lists = data
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "train_1_0", broken)
+    (broken / "img_00002.jpg").write_bytes(b"")
+    lines = open(lists[0]).read().split("\n")[:8]
+    train = write_list(tmp_path / "train.txt", lines[:5] + [f"{broken} 4 1"] + lines[5:])
+    argv = args(root, [train, lists[1]], tmp_path, 1, "--num_segments", "4", "-b", "2")
+    argv[argv.index("-j") + 1] = "1"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           os.path.join(ROOT, "main.py"), *argv]
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("main.py: error: ")]
+    assert len(ours) == 1 and re.fullmatch(rf"main.py: error: \[rank [01]\] bad sample: {broken}: frame 1 \(0-based\): "
+                                           rf"img_00002.jpg: empty file \(0 bytes\) \({train}:6\).*", ours[0]), ours
+    assert "BadSampleError" not in done.stderr and "DataLoader worker" not in done.stderr
