@@ -110,8 +110,8 @@ def test_best_checkpoint_is_never_lost_when_its_write_fails(data, tmp_path, monk
 
     monkeypatch.setattr(main, "validate", validate)
     fail_second_best_write(step, monkeypatch)
-    err = one_line(capsys, args(root, lists, tmp_path, 3))
-    best, last = run_dir(tmp_path, "ckpt", 3) / "ckpt.best.pth", run_dir(tmp_path, "ckpt", 3) / "ckpt.pth"
+    err = one_line(capsys, args(root, lists, tmp_path, 2))
+    best, last = run_dir(tmp_path, "ckpt", 2) / "ckpt.best.pth", run_dir(tmp_path, "ckpt", 2) / "ckpt.pth"
     assert f"cannot write checkpoint {best}: No space left on device" in err
     assert sorted(os.listdir(best.parent)) == ["ckpt.best.pth", "ckpt.pth"]   # no temporary file left
     state = ckpt.load_checkpoint(str(last))
@@ -119,9 +119,9 @@ def test_best_checkpoint_is_never_lost_when_its_write_fails(data, tmp_path, monk
     assert ckpt.load_checkpoint(str(best))["epoch"] == state["best_epoch"]
     monkeypatch.undo()
     monkeypatch.setattr(main, "validate", validate)
-    main.main(args(root, lists, tmp_path, 3, "--auto_resume"))
+    main.main(args(root, lists, tmp_path, 2, "--auto_resume"))
     state = ckpt.load_checkpoint(str(last))
-    assert state["epoch"] == 3 and state["best_epoch"] == 3 and ckpt.load_checkpoint(str(best))["epoch"] == 3
+    assert state["epoch"] == 2 and state["best_epoch"] == 2 and ckpt.load_checkpoint(str(best))["epoch"] == 2
 
 
 def test_resume_repairs_a_missing_best_and_start_removes_stale_temporaries(data, tmp_path):
