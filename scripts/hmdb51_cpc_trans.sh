@@ -8,20 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 ROOT=${ROOT:-${STTNET_DATA:-data}/hmdb51}
-NGPU=${NGPU:-1}
 CROP=${CROP:-128}
 OUT=${OUT:-checkpoint/cpc_trans_hmdb51}
 LOGS=${LOGS:-log/cpc_trans_hmdb51}
 PRE=${PRE:-$(ls checkpoint/cpc_trans_ucf101/pre/*/ckpt.best.pth | head -1)}
-run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else "$PYTHON" "$@"; fi; }
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 best() { ls "$OUT/$1"/*/ckpt.best.pth | head -1; }
 COMMON=(hmdb51 RGB --root_path "$ROOT" --split 1 --arch resnet18 --num_seq 5 --seq_stride 3 --crop_size "$CROP"
         --cpc_layers 2 --cpc_heads 4 --model cpc_trans_ft --tune_from "$PRE" --optimizer adam --lr 1e-3 --wd 1e-3
         --dropout 0.5 -b 32 -j 8)
 
-run main.py "${COMMON[@]}" --train_what last --epochs 100 --lr_steps 60 80 --root_model "$OUT/probe" --root_log "$LOGS/probe"
-run main.py "${COMMON[@]}" --train_what ft --epochs 150 --lr_steps 100 130 --root_model "$OUT/ft" --root_log "$LOGS/ft"
+launch main.py "${COMMON[@]}" --train_what last --epochs 100 --lr_steps 60 80 --root_model "$OUT/probe" --root_log "$LOGS/probe"
+launch main.py "${COMMON[@]}" --train_what ft --epochs 150 --lr_steps 100 130 --root_model "$OUT/ft" --root_log "$LOGS/ft"
 for stage in probe ft; do
-    run test_models.py --weights "$(best $stage)" --test_list "$ROOT/hmdb51_test_split_1_rawframes.txt" --softmax \
+    launch test_models.py --weights "$(best $stage)" --test_list "$ROOT/hmdb51_test_split_1_rawframes.txt" --softmax \
         --save_dir "$LOGS/test_$stage"
 done

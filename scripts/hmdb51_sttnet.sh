@@ -2,8 +2,9 @@
 # STTNet on HMDB51 split 1 with the published settings (specs/sttnet.md): ResNet-50, 16 segments,
 # batch 4 per GPU, lr 1.5e-4 (x0.1 at epochs 25 and 35), 50 epochs, gradient clip 20, dropout 0.8,
 # avg consensus, validation every epoch; aggregator + RBRF (lambda 0.01) + RBRC (lambda 0.1).
-#   GPUS=4 TUNE_FROM=kinetics_sttnet.pth bash scripts/hmdb51_sttnet.sh [more main.py flags]
-#   LAUNCHER=torchrun ... for torchrun; see scripts/sttnet_launch.sh for every variable.
+#   NGPU=4 TUNE_FROM=kinetics_sttnet.pth bash scripts/hmdb51_sttnet.sh [more main.py flags]
+#   LAUNCHER=launch ... for python -m torch.distributed.launch (the published form; torchrun is the
+#   default); see scripts/launch.sh for every variable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/sttnet_launch.sh

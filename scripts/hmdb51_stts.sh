@@ -5,7 +5,7 @@
 # Model selection on the validation list (the 1,666 clips the split file tags 0, written by
 # tools/gen_lists.py as hmdb51_val_split_1), never on test; then one test of the best checkpoint
 # on the official test list (tag 2) with CLIPS clips x 1 centre crop (softmax averaged).
-#   ARCH=stts_a GPUS=2 bash scripts/hmdb51_stts.sh [more main.py flags]
+#   ARCH=stts_a NGPU=2 bash scripts/hmdb51_stts.sh [more main.py flags]
 # ARCH: stts (default), stts_a, r2plus1d, c3d. Data root: $STTNET_DATA/hmdb51 or ROOT=...
 set -euo pipefail
 cd "$(dirname "$0")/.."

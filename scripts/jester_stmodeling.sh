@@ -9,13 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 ROOT=${ROOT:-${STTNET_DATA:-data}/jester}
-NGPU=${NGPU:-1}
 CONSENSUS=${CONSENSUS:-MLP}
 PRETRAINED=${PRETRAINED:-}
-run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else "$PYTHON" "$@"; fi; }
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 INIT=()
 if [ -n "$PRETRAINED" ]; then INIT=(--pretrain imagenet --pretrained_weights "$PRETRAINED"); fi
 
-run main.py jester RGB --root_path "$ROOT" --model tsn --arch squeezenet1_1 --num_segments 8 --consensus_type "$CONSENSUS" \
+launch main.py jester RGB --root_path "$ROOT" --model tsn --arch squeezenet1_1 --num_segments 8 --consensus_type "$CONSENSUS" \
     --img_feature_dim 256 --dropout 0.5 -b 16 --optimizer sgd --lr 0.001 --momentum 0.9 --wd 5e-4 \
     --epochs 60 --lr_steps 25 40 --gd 20 -j 8 ${INIT[@]+"${INIT[@]}"} "$@"

@@ -3,8 +3,9 @@
 # 16 segments, batch 8 per GPU, lr 1.3e-3 (x0.1 at epochs 35, 45 and 55), 65 epochs, gradient
 # clip 20, dropout 0.8, avg consensus, validation every epoch. Horizontal flips swap the
 # left/right classes (the dataset config's flip map; only for this dataset).
-#   GPUS=8 PRETRAINED=resnet50-imagenet.pth bash scripts/something_sttnet.sh [more main.py flags]
-#   LAUNCHER=torchrun ... for torchrun; see scripts/sttnet_launch.sh for every variable.
+#   NGPU=8 PRETRAINED=resnet50-imagenet.pth bash scripts/something_sttnet.sh [more main.py flags]
+#   LAUNCHER=launch ... for python -m torch.distributed.launch (the published form; torchrun is the
+#   default); see scripts/launch.sh for every variable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/sttnet_launch.sh

@@ -8,11 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-NGPU=${NGPU:-8}
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 BATCH=${BATCH:-$((64 / NGPU))}
 DATASET=${DATASET:-something}
 : "${IMAGENET_WEIGHTS:?set IMAGENET_WEIGHTS to a local torchvision resnet50 state dict (nothing is downloaded)}"
-"$PYTHON" -m torch.distributed.run --nproc_per_node "$NGPU" main.py "$DATASET" RGB \
+launch main.py "$DATASET" RGB \
   --model tsn --arch resnet50 --num_segments 8 --consensus_type avg --dropout 0.5 --npb \
   --lr 0.01 --lr_steps 20 40 --epochs 50 --batch-size "$BATCH" --gd 20 --wd 5e-4 \
   --eval-freq 1 -j 8 --pretrain imagenet --pretrained_weights "$IMAGENET_WEIGHTS" "$@"

@@ -8,16 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 ROOT=${ROOT:-${STTNET_DATA:-data}/somethingv2}
-NGPU=${NGPU:-1}
 PRETRAINED=${PRETRAINED:-}
 OUT=${OUT:-checkpoint/stmodeling_somethingv2}
 LOGS=${LOGS:-log/stmodeling_somethingv2}
-run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else "$PYTHON" "$@"; fi; }
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 INIT=()
 if [ -n "$PRETRAINED" ]; then INIT=(--pretrain imagenet --pretrained_weights "$PRETRAINED"); fi
 
-run main.py somethingv2 RGB --root_path "$ROOT" --model tsn --arch BNInception --num_segments 16 --consensus_type TRNmultiscale \
+launch main.py somethingv2 RGB --root_path "$ROOT" --model tsn --arch BNInception --num_segments 16 --consensus_type TRNmultiscale \
     --img_feature_dim 256 --dropout 0.8 -b 8 --optimizer sgd --lr 0.001 --momentum 0.9 --wd 5e-4 \
     --epochs 60 --lr_steps 25 40 --gd 20 -j 8 --root_model "$OUT" --root_log "$LOGS" ${INIT[@]+"${INIT[@]}"} "$@"
-run test_models.py --weights "$(ls "$OUT"/*/ckpt.best.pth | head -1)" --num_clips 2 --test_crops 3 --softmax \
+launch test_models.py --weights "$(ls "$OUT"/*/ckpt.best.pth | head -1)" --num_clips 2 --test_crops 3 --softmax \
     --save_dir "$LOGS/test_2clip_3crop"

@@ -14,7 +14,7 @@
 # avg pooling cannot tell a video from its time reversal (at best 4/12 + 8/12 x 1/2 = 67%); the
 # aggregator attends across frames, so it can.
 # Results: <OUT>/results.csv (test top-1 per seed, mean, std; last-epoch training pretext accuracy)
-# and <OUT>/summary.md. Meant for one GPU (GPUS>1 uses torchrun); on a CPU lower EPOCHS and SEEDS.
+# and <OUT>/summary.md. Meant for one GPU (NGPU>1 uses torchrun); on a CPU lower EPOCHS and SEEDS.
 #   bash scripts/synthetic_sttnet_ablation.sh          (MODELS="tsn sttnet" SEEDS=0 EPOCHS=2 for a try)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,6 @@ DATA=${DATA:-data/synthetic}
 OUT=${OUT:-runs/synthetic_sttnet_ablation}
 SEEDS=${SEEDS:-"0 1 2"}
 EPOCHS=${EPOCHS:-30}
-GPUS=${GPUS:-1}
 MODELS=${MODELS:-"tsn aggregator aggregator_rbrf aggregator_rbrc sttnet"}
 # The budget, overridable as a whole (docs/results.md records what each table used).
 ARCH=${ARCH:-resnet18}
@@ -45,7 +44,7 @@ flags_of() {
     esac
 }
 for name in $MODELS; do flags_of "$name" > /dev/null; done
-run() { if [ "$GPUS" -gt 1 ]; then "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" "$@"; else "$PYTHON" "$@"; fi; }
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 
 if [ ! -f "$DATA/train_rawframes.txt" ]; then
     "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class 40 10 10 --seed 0 --formats rawframes
@@ -54,7 +53,7 @@ for seed in $SEEDS; do
     for name in $MODELS; do
         dir="$OUT/seed$seed/$name"
         # shellcheck disable=SC2046
-        run main.py synthetic RGB --root_path "$DATA" --arch "$ARCH" --num_segments 8 $(flags_of "$name") \
+        launch main.py synthetic RGB --root_path "$DATA" --arch "$ARCH" --num_segments 8 $(flags_of "$name") \
             --consensus_type avg --dropout 0.5 --crop_size "$CROP" --scale_size "$SCALE" --no_partialbn -b "$BATCH" \
             $OPTIM $EXTRA --lr_type cos --gd 20 --epochs "$EPOCHS" \
             --seed "$seed" -j 4 --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"

@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-NGPU=${NGPU:-1}
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 [ -f data/synthetic/train_rawframes.txt ] || "$PYTHON" tools/synthetic.py --out data/synthetic
-"$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NGPU" main.py synthetic RGB \
+launch main.py synthetic RGB \
   --model tsn --arch resnet18 --num_segments 8 --consensus_type avg --crop_size 112 --scale_size 128 --npb \
   --optimizer adam --lr 1e-3 --wd 1e-4 --lr_type cos --warmup_epochs 1 --epochs 20 --batch-size 16 \
   --dropout 0.5 --eval-freq 1 -j 4 "$@"

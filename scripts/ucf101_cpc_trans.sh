@@ -11,31 +11,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 ROOT=${ROOT:-${STTNET_DATA:-data}/ucf101}
-NGPU=${NGPU:-1}
 CROP=${CROP:-128}
 OUT=${OUT:-checkpoint/cpc_trans_ucf101}
 LOGS=${LOGS:-log/cpc_trans_ucf101}
-run() { if [ "$NGPU" -gt 1 ]; then torchrun --nproc_per_node "$NGPU" "$@"; else "$PYTHON" "$@"; fi; }
+source scripts/launch.sh   # launch: NGPU processes (torchrun), see there
 best() { ls "$OUT/$1"/*/ckpt.best.pth | head -1; }
 COMMON=(ucf101 RGB --root_path "$ROOT" --split 1 --arch resnet18 --num_seq 5 --seq_stride 3 --crop_size "$CROP"
         --cpc_layers 2 --cpc_heads 4 --optimizer adam -j 8)
 
 # 1. pre-training: dense InfoNCE, Adam lr 1e-3, wd 1e-5; best = lowest validation InfoNCE
-run main.py "${COMMON[@]}" --ssl cpc_trans --pred_step 3 -b 32 --lr 1e-3 --wd 1e-5 --epochs 300 --lr_steps 250 \
+launch main.py "${COMMON[@]}" --ssl cpc_trans --pred_step 3 -b 32 --lr 1e-3 --wd 1e-5 --epochs 300 --lr_steps 250 \
     --root_model "$OUT/pre" --root_log "$LOGS/pre"
 PRE=$(best pre)
 
 # 2. linear probe: encoder, transformer and ConvGRU frozen; BN1d + Linear trained
-run main.py "${COMMON[@]}" --model cpc_trans_ft --train_what last --tune_from "$PRE" -b 32 --lr 1e-3 --wd 1e-3 \
+launch main.py "${COMMON[@]}" --model cpc_trans_ft --train_what last --tune_from "$PRE" -b 32 --lr 1e-3 --wd 1e-3 \
     --dropout 0.5 --epochs 100 --lr_steps 60 80 --root_model "$OUT/probe" --root_log "$LOGS/probe"
 
 # 3. full fine-tune: Adam lr 1e-3, wd 1e-3, encoder at lr/10
-run main.py "${COMMON[@]}" --model cpc_trans_ft --train_what ft --tune_from "$PRE" -b 32 --lr 1e-3 --wd 1e-3 \
+launch main.py "${COMMON[@]}" --model cpc_trans_ft --train_what ft --tune_from "$PRE" -b 32 --lr 1e-3 --wd 1e-3 \
     --dropout 0.5 --epochs 150 --lr_steps 100 130 --root_model "$OUT/ft" --root_log "$LOGS/ft"
 
 # 4. test on the official test list: windows of N steps over the whole video (--test_windows of
 #    the run, 10 by default), softmax averaged over windows
 for stage in probe ft; do
-    run test_models.py --weights "$(best $stage)" --test_list "$ROOT/ucf101_test_split_1_rawframes.txt" --softmax \
+    launch test_models.py --weights "$(best $stage)" --test_list "$ROOT/ucf101_test_split_1_rawframes.txt" --softmax \
         --save_dir "$LOGS/test_$stage"
 done

@@ -5,7 +5,7 @@
 # Model selection on the held-out 10% of the training groups (ucf101_val_split_1, written by
 # tools/gen_lists.py; training uses the other 90%), never on test; then one test of the best
 # checkpoint on the official test list with CLIPS clips x 1 centre crop (softmax averaged).
-#   ARCH=stts_a GPUS=2 bash scripts/ucf101_stts.sh [more main.py flags]
+#   ARCH=stts_a NGPU=2 bash scripts/ucf101_stts.sh [more main.py flags]
 # ARCH: stts (default), stts_a, r2plus1d, c3d. Data root: $STTNET_DATA/ucf101 or ROOT=...
 set -euo pipefail
 cd "$(dirname "$0")/.."

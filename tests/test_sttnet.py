@@ -159,12 +159,12 @@ def test_autocast_training_step():
 @pytest.mark.parametrize("script", ["hmdb51_sttnet.sh", "ucf101_sttnet.sh", "something_sttnet.sh"])
 @pytest.mark.parametrize("launcher", ["launch", "torchrun"])
 def test_published_scripts_parse(script, launcher):
-    env = dict(os.environ, DRY_RUN="1", LAUNCHER=launcher, GPUS="2")
+    env = dict(os.environ, DRY_RUN="1", LAUNCHER=launcher, NGPU="2")
     res = subprocess.run(["bash", os.path.join(ROOT, "scripts", script)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     words = shlex.split(res.stdout.strip().splitlines()[-1])
-    assert "--nproc_per_node=2" in words or "--nproc_per_node" in words
+    assert "--nproc_per_node=2" in words and ("torch.distributed.launch" in words) == (launcher == "launch")
     args = build_train_parser().parse_args(words[words.index("main.py") + 1:])
     assert args.model == "sttnet" and args.num_segments == 16 and args.clip_gradient == 20
     assert args.dropout == 0.8 and args.consensus_type == "avg" and args.eval_freq == 1 and args.workers == 4
