@@ -18,6 +18,7 @@ import torch
 
 from opts import build_train_parser, check_args, default_partial_bn, one_line_errors
 from ops import checkpoint as ckpt
+from ops.checkpoint_formats import load_weights
 from ops import distributed as du
 from ops.data import build_dataset, build_loader, preflight
 from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
@@ -212,8 +213,8 @@ def main(argv=None):
         del state
     elif args.tune_from:
         try:
-            report = ckpt.load_for_finetune(model, args.tune_from)
-        except ckpt.CheckpointError as err:
+            report = load_weights(model, args.tune_from, allow_partial=args.allow_partial_load)
+        except ValueError as err:
             parser.error(f"--tune_from: {err}")
         if args.train_what == "last" and not hasattr(model, "train_what"):
             # Linear probe of a plain model: only what the checkpoint did not provide (the new

@@ -198,7 +198,12 @@ def add_run_args(parser):
     g.add_argument("--suffix", default=None, help="appended to the run name")
     g.add_argument("--resume", default="", help="checkpoint to continue the run from exactly")
     g.add_argument("--auto_resume", action="store_true", help="continue from the latest checkpoint of this run")
-    g.add_argument("--tune_from", default="", help="load weights only (fine-tuning)")
+    g.add_argument("--tune_from", default="",
+                   help="load weights only (fine-tuning), from a checkpoint of this project or of TSM, MMAction2, "
+                        "PySlowFast, PyTorchVideo or torchvision (README: Starting from public weights)")
+    g.add_argument("--allow_partial_load", action="store_true",
+                   help="--tune_from / --pretrained_weights: load what fits and report the rest, instead of stopping "
+                        "when anything but the classifier and modules the source never had is left unloaded")
     g.add_argument("--evaluate", "-e", action="store_true",
                    help="validate the weights of --resume/--tune_from once and exit (logs in "
                         "<root_log>/<run name>/evaluate_<checkpoint>/)")

@@ -13,21 +13,16 @@ main.py writes `ckpt.best.pth` before the `ckpt.pth` that records it (`best_epoc
 """
 import errno
 import io
-import logging
 import os
 import pickle
 import random
 import shutil
-from collections import Counter
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-logger = logging.getLogger(__name__)
-
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 TEMP_MARK = ".tmp"
 
 
@@ -269,84 +264,3 @@ def resume(path_or_state, model, optimizer=None, scheduler=None, scaler=None):
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         set_rng_state(state["rng"][rank % len(state["rng"])])
     return state
-
-
-def _strip(key):
-    changed = True
-    while changed:
-        changed = False
-        for prefix in WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
-    return key
-
-
-def _align_keys(keys, own_keys):
-    """{checkpoint key: model key}. Keys that differ by leading module names (`conv1.weight` vs
-    `base_model.conv1.weight`, `new_fc.*` vs `consensus.new_fc.*`) are matched through prefix
-    rewrites, the rewrites shared by the most keys tried first, so a short key such as
-    `conv1.weight` goes where the rest of its network went, not to any layer ending in that name."""
-    votes = Counter()
-    for key in keys:
-        if key in own_keys:
-            continue
-        for own in own_keys:
-            if own.endswith("." + key):
-                votes["", own[:-len(key)]] += 1
-            elif key.endswith("." + own):
-                votes[key[:-len(own)], ""] += 1
-    rewrites = [("", "")] + [rewrite for rewrite, _ in votes.most_common()]
-    matched, taken = {}, set()
-    for key in keys:
-        for drop, add in rewrites:
-            target = add + key[len(drop):] if key.startswith(drop) else None
-            if target in own_keys and target not in taken:
-                matched[key] = target
-                taken.add(target)
-                break
-    return matched
-
-
-def _resampled_on_load(model, key):
-    owner, _, name = key.rpartition(".")
-    return name in getattr(model.get_submodule(owner), "resampled_on_load", ())
-
-
-def load_for_finetune(model, path):
-    """Load weights only (for --tune_from): wrapper prefixes stripped, keys aligned by their trailing
-    module names, tensors of another shape (a classifier for another class count) dropped.
-    Tensors a module lists in `resampled_on_load` (STTNet's positional tables) are loaded at any
-    shape: the module's load hook resizes them. Prints and returns {loaded, missing, unexpected,
-    mismatched, resampled} (lists of key names)."""
-    state = load_checkpoint(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    model = unwrap(model)
-    own = model.state_dict()
-    own_keys = set(own)
-    stripped = {key: _strip(key) for key in state}
-    matched = _align_keys(list(stripped.values()), own_keys)
-    selected, unexpected, mismatched, resampled = {}, [], [], []
-    for key, value in state.items():
-        target = matched.get(stripped[key])
-        if target is None:
-            unexpected.append(key)
-        elif tuple(value.shape) == tuple(own[target].shape):
-            selected[target] = value
-        elif _resampled_on_load(model, target):
-            selected[target] = value
-            resampled.append(f"{target} {tuple(value.shape)} -> {tuple(own[target].shape)}")
-        else:
-            mismatched.append(f"{target} {tuple(value.shape)} -> {tuple(own[target].shape)}")
-    model.load_state_dict(selected, strict=False)
-    report = {"loaded": sorted(selected), "missing": sorted(own_keys - set(selected)),
-              "unexpected": sorted(unexpected), "mismatched": sorted(mismatched), "resampled": sorted(resampled)}
-    logger.info(f"=> fine-tuning from {path}: loaded {len(report['loaded'])}/{len(own_keys)} tensors")
-    for name in ("resampled", "mismatched", "missing", "unexpected"):
-        if report[name]:
-            shown = report[name][:10]
-            more = f" ... (+{len(report[name]) - 10})" if len(report[name]) > 10 else ""
-            logger.info(f"   {name} ({len(report[name])}): {', '.join(shown)}{more}")
-    return report

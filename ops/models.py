@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ops.checkpoint import load_checkpoint, load_for_finetune
+from ops.checkpoint import load_checkpoint
+from ops.checkpoint_formats import load_weights
 from ops.registry import BACKBONES, CONSENSUS, MODELS
 from ops.temporal_shift import make_temporal_shift
 
@@ -131,10 +132,13 @@ def block_options(name, cfg):
 
 
 def build_backbone(cfg):
-    """The 2D backbone `arch` (ImageNet weights loaded first, under torchvision's names), with TSM's
-    temporal shift over the K x L frames of a clip when `shift` is set."""
-    weights = cfg.get("pretrained_weights") if cfg.get("pretrain") == "imagenet" else None
-    net = BACKBONES.create(cfg["arch"], pretrained_weights=weights)
+    """The 2D backbone `arch`: with --pretrain imagenet, the weights of --pretrained_weights (any
+    layout ops/checkpoint_formats reads: torchvision's, timm's ResNets, ...) loaded strictly unless
+    --allow_partial_load, under torchvision's names, before TSM's temporal shift over the K x L
+    frames of a clip wraps the convolutions when `shift` is set."""
+    net = BACKBONES.create(cfg["arch"])
+    if cfg.get("pretrain") == "imagenet":
+        load_weights(net, cfg["pretrained_weights"], allow_partial=cfg.get("allow_partial_load", False))
     if cfg.get("shift"):
         make_temporal_shift(net, cfg["num_segments"] * cfg.get("new_length", 1), cfg["shift_div"],
                             cfg["shift_place"], cfg.get("temporal_pool", False))
@@ -195,7 +199,7 @@ def model_from_checkpoint(path, overrides=None, needs_logits=False, random_init=
     The weights come from the checkpoint, so the ImageNet file the run started from is not read.
     A pre-training checkpoint (`ssl`) rebuilds its method, unless the overrides turn `ssl` off and
     name the model fine-tuning would start from: then its weights go in as `--tune_from` puts them
-    (ops.checkpoint.load_for_finetune). `needs_logits` refuses a pre-training checkpoint that would
+    (ops.checkpoint_formats.load_weights). `needs_logits` refuses a pre-training checkpoint that would
     stay one (it has no classifier). `random_init`: the same network with fresh weights (the caller
     seeds torch), the checkpoint giving only the configuration."""
     state = load_checkpoint(path)
@@ -213,7 +217,7 @@ def model_from_checkpoint(path, overrides=None, needs_logits=False, random_init=
     if random_init:
         pass
     elif trained.get("ssl") and not cfg.get("ssl"):
-        load_for_finetune(model, path)
+        load_weights(model, path)
     else:
         try:
             model.load_state_dict(state["model"])
@@ -234,7 +238,9 @@ from archs import c3d  # noqa: E402,F401
 from archs import i3d  # noqa: E402,F401
 from archs import r2plus1d  # noqa: E402,F401
 from archs import r3d  # noqa: E402,F401
+from archs import resnet3d  # noqa: E402,F401
 from archs import stts  # noqa: E402,F401
+from archs import torchvision_video  # noqa: E402,F401
 from ops import consensus  # noqa: E402,F401
 from ops import fcn  # noqa: E402,F401
 from ops import mlp  # noqa: E402,F401

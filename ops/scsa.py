@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 
 class SCSA(nn.Module):
-    resampled_on_load = ("pos_time", "pos_space")   # read by ops.checkpoint.load_for_finetune
+    resampled_on_load = ("pos_time", "pos_space")   # read by ops.checkpoint_formats.load_weights
 
     def __init__(self, in_dim, dim=256, num_heads=1, num_segments=8, spatial_size=(7, 7),
                  gamma_init=0.01, norm=False, ffn=False, ffn_ratio=4):

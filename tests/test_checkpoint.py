@@ -1,4 +1,4 @@
-"""Checkpoints: weights_only loading, atomic writes, exact RNG restore, fine-tuning key surgery."""
+"""Checkpoints: weights_only loading, atomic writes, exact RNG restore."""
 import errno
 import io
 import os
@@ -12,10 +12,9 @@ import torch.nn as nn
 
 from ops import checkpoint as ckpt
 from ops.engine import LRSchedule
-from ops.models import TSN, build_model
+from ops.models import TSN
 from ops.policies import build_param_groups
 from ops.registry import BACKBONES
-from ops.scsa import resize_time
 
 
 def small_tsn(num_class=4):
@@ -142,52 +141,3 @@ def test_code_carrying_file_is_refused(tmp_path):
         ckpt.load_checkpoint(str(path))
     with pytest.raises(FileNotFoundError):
         ckpt.load_checkpoint(str(tmp_path / "missing.pth"))
-
-
-def test_tune_from_strips_prefixes_and_drops_other_classifier(tmp_path, caplog):
-    caplog.set_level("INFO")
-    source = small_tsn(num_class=7)
-    state = {"module." + k: v for k, v in source.state_dict().items()}
-    state["module.extra.weight"] = torch.zeros(1)
-    path = tmp_path / "other.pth"
-    torch.save({"model": state}, path)
-    target = small_tsn(num_class=4)
-    report = ckpt.load_for_finetune(target, str(path))
-    assert report["mismatched"] == ["consensus.new_fc.bias (7,) -> (4,)",
-                                    "consensus.new_fc.weight (7, 512) -> (4, 512)"]
-    assert report["missing"] == ["consensus.new_fc.bias", "consensus.new_fc.weight"]
-    assert report["unexpected"] == ["module.extra.weight"]
-    assert torch.equal(target.base_model.layer3[0].conv1.weight, source.base_model.layer3[0].conv1.weight)
-    assert "loaded" in caplog.text
-
-
-def test_tune_from_aligns_torchvision_and_tsm_style_keys(tmp_path):
-    source = small_tsn(num_class=4)
-    backbone_only = {k[len("base_model."):]: v for k, v in source.state_dict().items() if k.startswith("base_model.")}
-    tsm_style = {"module.base_model." + k: v for k, v in backbone_only.items()}
-    tsm_style.update({"module.new_fc.weight": source.consensus.new_fc.weight,
-                      "module.new_fc.bias": source.consensus.new_fc.bias})
-    for state in (backbone_only, tsm_style):
-        path = tmp_path / "w.pth"
-        torch.save(state, path)
-        target = small_tsn(num_class=4)
-        report = ckpt.load_for_finetune(target, str(path))
-        assert report["unexpected"] == [] and report["mismatched"] == []
-        assert torch.equal(target.base_model.bn1.running_mean, source.base_model.bn1.running_mean)
-    assert torch.equal(target.consensus.new_fc.weight, source.consensus.new_fc.weight)
-
-
-def test_tune_from_resamples_sttnet_positional_tables_to_another_segment_count(tmp_path):
-    """Fine-tuning an 8-segment STTNet into a 5-segment one on another dataset: the temporal table is
-    resampled (not dropped), the classifier of the other class count is dropped."""
-    cfg = dict(model="sttnet", arch="tinynet", num_class=7, num_segments=8, crop_size=64, scsa_dim=32)
-    torch.manual_seed(0)
-    source = build_model(cfg)
-    path = tmp_path / "sttnet.pth"
-    torch.save({"model": {"module." + k: v for k, v in source.state_dict().items()}}, path)
-    target = build_model(dict(cfg, num_class=4, num_segments=5))
-    report = ckpt.load_for_finetune(target, str(path))
-    assert report["resampled"] == ["aggregator.pos_time (8, 128) -> (5, 128)"]
-    assert all("new_fc" in m for m in report["mismatched"]) and report["unexpected"] == []
-    torch.testing.assert_close(target.aggregator.pos_time, resize_time(source.aggregator.pos_time, 5))
-    assert torch.equal(target.aggregator.w6.weight, source.aggregator.w6.weight)

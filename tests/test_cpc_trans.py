@@ -131,7 +131,7 @@ def test_pretrain_then_linear_probe_then_test_through_main(tmp_path, capsys):
     capsys.readouterr()
     main.main(common + ["--model", "cpc_trans_ft", "--tune_from", str(pre), "--train_what", "last",
                         "--suffix", "probe"])
-    assert "unexpected (4): predictor" in capsys.readouterr().out
+    assert "pre-training heads left out (4): predictor" in capsys.readouterr().out
     probe = next((tmp_path / "ckpt").glob("*_probe/ckpt.pth"))
     pre_state, probe_state = load_checkpoint(pre)["model"], load_checkpoint(probe)["model"]
     for name, value in probe_state.items():

@@ -10,7 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-from ops.checkpoint import load_for_finetune, make_checkpoint, save_checkpoint
+from ops.checkpoint import make_checkpoint, save_checkpoint
+from ops.checkpoint_formats import load_weights
 from ops.models import build_model
 from ops.policies import freeze_for_linear_probe
 from selfsupervision.vtdl import (VTDL, TemporalPairSampler, concat_all_gather,
@@ -153,7 +154,7 @@ def test_pretrained_backbone_lands_in_the_plain_clip_model(tmp_path, caplog):
     assert not any(k.startswith("encoder_q.fc.") for k in ssl.state_dict())
     path = save_checkpoint(make_checkpoint(ssl, config=cfg), str(tmp_path / "vtdl.pth"))
     clip = build_model(dict(cfg, ssl=None))
-    report = load_for_finetune(clip, path)
+    report = load_weights(clip, path)
     assert report["missing"] == ["fc.bias", "fc.weight"]
     for name, value in clip.state_dict().items():
         if not name.startswith("fc."):
@@ -221,9 +222,10 @@ def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     capsys.readouterr()
     main.main(common + ["--tune_from", str(pre), "--suffix", "ft"])
     out = capsys.readouterr().out
-    assert "missing (2): fc.bias, fc.weight" in out and "encoder_k." in out
+    assert "new (the source has none) (2): fc.bias, fc.weight" in out
+    assert "pre-training heads left out" in out and "encoder_k." in out
     log = next((tmp_path / "log").glob("*_ft/log.txt")).read_text()   # the fine-tune report is in the run's log
-    assert log.count("missing (2): fc.bias, fc.weight") == 1 and "=> fine-tuning from" in log
+    assert log.count("new (the source has none) (2): fc.bias, fc.weight") == 1 and "(own layout): loaded" in log
     ft = next((tmp_path / "ckpt").glob("*_ft/ckpt.pth"))
     stats = main.main(common + ["--tune_from", str(ft), "--evaluate", "--suffix", "test"])
     assert stats["num_videos"] == 2 and 0 <= stats["top1"] <= 100

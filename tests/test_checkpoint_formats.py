@@ -1,0 +1,331 @@
+"""Other projects' checkpoints (ops/checkpoint_formats.py). torchvision's are saved from the
+installed torchvision's real models; TSM's from torchvision's ResNet-50 as TSM wraps it; MMAction2's,
+PySlowFast's and PyTorchVideo's are written here with the key names and shapes their model
+definitions give (ResNet-50 TSN/TSM, I3D R50, SlowOnly R50). Every tensor is filled with its own
+number, so a spot check shows where it landed. Each loads fully with a report; a wrong
+architecture is refused with a message naming what did not load."""
+import logging
+
+import pytest
+import torch
+import torchvision
+
+from ops.checkpoint_formats import Skipped, classifier_name, load_weights, read_checkpoint
+from ops.models import build_model
+from ops.registry import BACKBONES
+from ops.scsa import resize_time
+
+BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
+BLOCKS = (3, 4, 6, 3)
+I3D_KERNELS = ((3, 3, 3), (3, 1, 3, 1), (3, 1, 3, 1, 3, 1), (1, 3, 1))
+SLOW_KERNELS = ((1,) * 3, (1,) * 4, (3,) * 6, (3,) * 3)
+
+
+def resnet50_convs(stem_t=None, kernels=None):
+    """ResNet-50's convolutions, project-neutral: (where, shape) with where = ("stem",) or
+    (stage 1-4, block, "conv1" | "conv2" | "conv3" | "down"); 2D shapes unless stem_t is given
+    (then 3D, each block's conv1 t x 1 x 1 with t from `kernels`)."""
+    three_d = stem_t is not None
+    out = [(("stem",), (64, 3) + ((stem_t,) if three_d else ()) + (7, 7))]
+    cin = 64
+    for s, n in enumerate(BLOCKS, 1):
+        planes = 64 * 2 ** (s - 1)
+        for j in range(n):
+            t = ((kernels[s - 1][j],) if three_d else ())
+            one = (1,) if three_d else ()
+            block_in = cin if j == 0 else planes * 4
+            out.append(((s, j, "conv1"), (planes, block_in) + t + (1, 1)))
+            out.append(((s, j, "conv2"), (planes, planes) + one + (3, 3)))
+            out.append(((s, j, "conv3"), (planes * 4, planes) + one + (1, 1)))
+            if j == 0:
+                out.append(((s, j, "down"), (planes * 4, block_in) + one + (1, 1)))
+        cin = planes * 4
+    return out
+
+
+def number(i, shape):
+    """A tensor of `shape` filled with i, stored as one number (files of ResNet-50s stay small)."""
+    return torch.tensor(float(i)).expand(shape)
+
+
+def filled(names_and_shapes):
+    """{name: tensor filled with its position} (BatchNorm counters as int64 zeros)."""
+    state = {}
+    for i, (name, shape) in enumerate(names_and_shapes):
+        state[name] = torch.zeros((), dtype=torch.long) if name.endswith("num_batches_tracked") else number(i, shape)
+    return state
+
+
+def with_bn(conv_name, bn_prefix, shape):
+    return [(conv_name, shape)] + [(f"{bn_prefix}.{p}", (shape[0],)) for p in BN_PARAMS] \
+        + [(f"{bn_prefix}.num_batches_tracked", ())]
+
+
+def mmaction2_resnet(convs, num_class=400, shift=False):
+    """MMAction2's Recognizer2D/3D over ResNet / ResNetTSM / ResNet3d: every conv a ConvModule
+    (`.conv`, `.bn`), TSM's shift wrapping `conv1.conv` as `.net`, head `cls_head.fc_cls`."""
+    keys = []
+    for where, shape in convs:
+        if where == ("stem",):
+            module = "backbone.conv1"
+        else:
+            s, j, conv = where
+            module = f"backbone.layer{s}.{j}.{'downsample' if conv == 'down' else conv}"
+        net = ".net" if shift and where[-1] == "conv1" and where != ("stem",) else ""
+        keys += with_bn(f"{module}.conv{net}.weight", f"{module}.bn", shape)
+    keys += [("cls_head.fc_cls.weight", (num_class, 2048)), ("cls_head.fc_cls.bias", (num_class,))]
+    return filled(keys)
+
+
+def pyslowfast_resnet(convs, num_class=400):
+    """PySlowFast's ResNet (one pathway): s1.pathway0_stem.conv/bn, sS.pathway0_resJ.branch1(_bn)
+    and branch2.a/b/c(_bn) for stages s2-s5, head.projection."""
+    keys = []
+    for where, shape in convs:
+        if where == ("stem",):
+            keys += with_bn("s1.pathway0_stem.conv.weight", "s1.pathway0_stem.bn", shape)
+            continue
+        s, j, conv = where
+        block = f"s{s + 1}.pathway0_res{j}"
+        name = "branch1" if conv == "down" else "branch2." + "abc"["conv1 conv2 conv3".split().index(conv)]
+        keys += with_bn(f"{block}.{name}.weight", f"{block}.{name}_bn", shape)
+    keys += [("head.projection.weight", (num_class, 2048)), ("head.projection.bias", (num_class,))]
+    return filled(keys)
+
+
+def pytorchvideo_resnet(convs, stage_blocks, num_class=400):
+    """PyTorchVideo's create_resnet: blocks.0 stem conv/norm, blocks.N.res_blocks.J.branch1_conv/
+    norm and branch2.conv_a-c/norm_a-c, the head's proj in the last block. `stage_blocks`: the
+    block number of each stage (i3d_r50 has a pooling block after the first)."""
+    keys = []
+    for where, shape in convs:
+        if where == ("stem",):
+            keys += with_bn("blocks.0.conv.weight", "blocks.0.norm", shape)
+            continue
+        s, j, conv = where
+        block = f"blocks.{stage_blocks[s - 1]}.res_blocks.{j}"
+        if conv == "down":
+            keys += with_bn(f"{block}.branch1_conv.weight", f"{block}.branch1_norm", shape)
+        else:
+            letter = "abc"["conv1 conv2 conv3".split().index(conv)]
+            keys += with_bn(f"{block}.branch2.conv_{letter}.weight", f"{block}.branch2.norm_{letter}", shape)
+    head = stage_blocks[-1] + 1
+    keys += [(f"blocks.{head}.proj.weight", (num_class, 2048)), (f"blocks.{head}.proj.bias", (num_class,))]
+    return filled(keys)
+
+
+def tsm_checkpoint(shift, num_class=174):
+    """What TSM saves: torchvision's ResNet-50 as `module.base_model` (its fc replaced by dropout;
+    with the shift each block's conv1 wrapped as `conv1.net`), `module.new_fc`, in a dict with the
+    epoch, arch and best accuracy."""
+    state = {}
+    for i, (key, value) in enumerate(torchvision.models.resnet50().state_dict().items()):
+        if key.startswith("fc."):
+            continue
+        if shift and key.startswith("layer") and ".conv1." in key:
+            key = key.replace(".conv1.", ".conv1.net.")
+        state["module.base_model." + key] = value if value.dtype == torch.long else number(i, value.shape)
+    state["module.new_fc.weight"] = number(-1, (num_class, 2048))
+    state["module.new_fc.bias"] = number(-2, (num_class,))
+    return {"epoch": 25, "arch": "resnet50", "state_dict": state, "best_prec1": 45.3}
+
+
+class HistoryBuffer:
+    """Stands for a non-tensor type a checkpoint pickles (MMEngine's message hub); restoring it
+    would run this code, which the loader must never do."""
+    restored = False
+
+    def __setstate__(self, state):
+        HistoryBuffer.restored = True
+
+
+def assert_full(report, new=()):
+    assert report["unloaded"] == [] and report["unexpected"] == [] and report["mismatched"] == []
+    assert sorted(report["new"]) == sorted(new)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Paths of the checkpoints of every layout (written once: ResNet-50s are ~100 MB)."""
+    folder = tmp_path_factory.mktemp("layouts")
+    paths = {}
+
+    def save(name, obj):
+        paths[name] = str(folder / f"{name}.pth")
+        torch.save(obj, paths[name])
+
+    save("tsm", tsm_checkpoint(shift=False))
+    save("tsm_shift", tsm_checkpoint(shift=True))
+    buf = HistoryBuffer()
+    save("mmaction2_tsn", {"meta": {"mmaction2_version": "1.2.0", "CLASSES": None}, "message_hub": buf,
+                           "state_dict": mmaction2_resnet(resnet50_convs())})
+    save("mmaction2_i3d", {"meta": {"epoch": 100}, "state_dict": mmaction2_resnet(resnet50_convs(5, I3D_KERNELS))})
+    save("mmaction2_slowonly", {"state_dict": mmaction2_resnet(resnet50_convs(1, SLOW_KERNELS))})
+    save("pyslowfast_i3d", {"epoch": 196, "model_state": pyslowfast_resnet(resnet50_convs(5, I3D_KERNELS)),
+                            "optimizer_state": {}, "cfg": "MODEL:\n  ARCH: i3d\n"})
+    save("pyslowfast_slow", {"epoch": 196, "model_state": pyslowfast_resnet(resnet50_convs(1, SLOW_KERNELS)),
+                             "optimizer_state": {}, "cfg": "MODEL:\n  ARCH: slow\n"})
+    save("ptv_slow_r50", {"model_state": pytorchvideo_resnet(resnet50_convs(1, SLOW_KERNELS), (1, 2, 3, 4))})
+    save("ptv_i3d_r50", {"model_state": pytorchvideo_resnet(resnet50_convs(5, I3D_KERNELS), (1, 3, 4, 5))})
+    return paths
+
+
+def test_tsm_tsn_resnet50_loads_fully_into_tsn(files, caplog):
+    caplog.set_level(logging.INFO, logger="ops.checkpoint_formats")
+    source = torch.load(files["tsm"], weights_only=True)["state_dict"]
+    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2))
+    report = load_weights(model, files["tsm"])
+    assert report["layout"] == "tsm" and len(report["loaded"]) == len(model.state_dict()) == 320
+    assert_full(report)
+    assert torch.equal(model.base_model.layer3[4].conv2.weight, source["module.base_model.layer3.4.conv2.weight"])
+    assert torch.equal(model.consensus.new_fc.bias, source["module.new_fc.bias"])
+    assert "(tsm layout): loaded 320/320 tensors" in caplog.text
+
+
+def test_tsm_checkpoint_into_sttnet_reports_new_modules_and_drops_other_classifier(files, caplog):
+    caplog.set_level(logging.INFO, logger="ops.checkpoint_formats")
+    model = build_model(dict(model="sttnet", arch="resnet50", num_class=5, num_segments=2, crop_size=64,
+                             scsa_dim=32))
+    report = load_weights(model, files["tsm"])
+    backbone = [k for k in model.state_dict() if k.startswith("base_model.")]
+    assert set(backbone) <= set(report["loaded"])
+    assert report["dropped"] == ["new_fc.bias", "new_fc.weight"]
+    tops = {k.split(".")[0] for k in report["new"]}
+    assert tops == {"aggregator", "rbrf_head", "rbrc_head", "consensus"}
+    assert {"consensus.new_fc.weight", "consensus.new_fc.bias"} <= set(report["new"])
+    assert_full(report, report["new"])
+    assert "new (the source has none)" in caplog.text and "source classifier dropped (2)" in caplog.text
+
+
+def test_tsm_shifted_checkpoint_is_refused_without_the_shift(files):
+    model = build_model(dict(arch="resnet50", num_class=5, num_segments=2))
+    with pytest.raises(ValueError, match=r"pass --shift") as err:
+        load_weights(model, files["tsm_shift"])
+    assert "layer1.0.conv1.net.weight" in str(err.value) and "--allow_partial_load" in str(err.value)
+    report = load_weights(model, files["tsm_shift"], allow_partial=True)
+    assert "base_model.layer1.0.conv1.weight" in report["unloaded"] and len(report["unloaded"]) == 16
+
+
+def test_mmaction2_tsn_resnet50_loads_and_its_metadata_is_never_run(files):
+    HistoryBuffer.restored = False
+    state, extras = read_checkpoint(files["mmaction2_tsn"])
+    assert isinstance(extras["message_hub"], Skipped) and not HistoryBuffer.restored
+    assert extras["meta"]["mmaction2_version"] == "1.2.0"
+    model = build_model(dict(arch="resnet50", num_class=400, num_segments=2))
+    report = load_weights(model, files["mmaction2_tsn"])
+    assert report["layout"] == "mmaction2" and not HistoryBuffer.restored
+    assert_full(report)
+    assert torch.equal(model.base_model.layer2[0].downsample[1].running_var,
+                       state["backbone.layer2.0.downsample.bn.running_var"])
+    assert torch.equal(model.base_model.bn1.weight, state["backbone.conv1.bn.weight"])
+    assert torch.equal(model.consensus.new_fc.weight, state["cls_head.fc_cls.weight"])
+
+
+@pytest.mark.parametrize("arch,name", [("i3d_r50", "mmaction2_i3d"), ("i3d_r50", "pyslowfast_i3d"),
+                                       ("i3d_r50", "ptv_i3d_r50"), ("slowonly_r50", "mmaction2_slowonly"),
+                                       ("slowonly_r50", "pyslowfast_slow"), ("slowonly_r50", "ptv_slow_r50")])
+def test_3d_resnet50_checkpoints_load_fully(files, arch, name):
+    state, _ = read_checkpoint(files[name])
+    model = build_model(dict(arch=arch, num_class=7))
+    report = load_weights(model, files[name])
+    assert report["layout"] == name.split("_")[0].replace("ptv", "pytorchvideo")
+    assert_full(report, ["fc.bias", "fc.weight"])
+    assert len(report["dropped"]) == 2 and len(report["loaded"]) == len(model.state_dict()) - 2
+    # res4's third block: the only conv1 of that shape; its values say which source tensor it was
+    source = [v for k, v in state.items() if v.dim() == 5 and v.shape[:2] == (256, 1024)][1]
+    assert torch.equal(model.layer3[2].conv1.weight, source)
+
+
+def test_wrong_architecture_is_refused(files):
+    with pytest.raises(ValueError, match=r"does not fit TSN: .*mismatched"):
+        load_weights(build_model(dict(arch="resnet18", num_class=5, num_segments=2)), files["tsm"])
+    with pytest.raises(ValueError, match=r"does not fit ResNet3d50"):   # I3D weights into SlowOnly
+        load_weights(build_model(dict(arch="slowonly_r50", num_class=5)), files["pyslowfast_i3d"])
+    two_pathways = pyslowfast_resnet(resnet50_convs(1, SLOW_KERNELS))
+    two_pathways["s1.pathway1_stem.conv.weight"] = torch.zeros(8, 3, 5, 7, 7)   # SlowFast's fast pathway
+    path = files["tsm"].replace("tsm.pth", "slowfast.pth")
+    torch.save({"model_state": two_pathways}, path)
+    with pytest.raises(ValueError, match=r"unexpected \(1\): s1.pathway1_stem.conv.weight"):
+        load_weights(build_model(dict(arch="slowonly_r50", num_class=5)), path)
+
+
+def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
+    for name in ("r2plus1d_18", "mc3_18", "s3d"):
+        path = tmp_path / f"{name}.pth"
+        torch.manual_seed(0)
+        source = getattr(torchvision.models.video, name)()
+        torch.save(source.state_dict(), path)
+        model = build_model(dict(arch=name, num_class=5))
+        report = load_weights(model, str(path))
+        head = classifier_name(model)
+        assert report["layout"] == "torchvision"
+        assert_full(report, [f"{head}.bias", f"{head}.weight"])
+        assert report["dropped"] == [f"{head}.bias", f"{head}.weight"]
+        for key, value in model.state_dict().items():
+            if not key.startswith(head + "."):
+                assert torch.equal(value, source.state_dict()[key]), key
+    # torchvision's R(2+1)D is not the STTS project's (mid widths, block layout): refused, not 11/337
+    with pytest.raises(ValueError, match="does not fit FactoredResNet18"):
+        load_weights(build_model(dict(arch="r2plus1d", num_class=5)), str(tmp_path / "r2plus1d_18.pth"))
+    with pytest.raises(ValueError, match="does not fit VideoResNet"):
+        load_weights(build_model(dict(arch="r2plus1d_18", num_class=5)), str(tmp_path / "mc3_18.pth"))
+
+
+def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
+    torch.manual_seed(0)
+    source = torchvision.models.resnet50()
+    path = tmp_path / "resnet50.pth"
+    torch.save(source.state_dict(), path)   # timm's resnet50 uses the same names (conv1, bn1, layerN, fc)
+    model = build_model(dict(arch="resnet50", num_class=5, num_segments=2, pretrain="imagenet",
+                             pretrained_weights=str(path)))
+    assert torch.equal(model.base_model.layer4[2].bn3.running_mean, source.layer4[2].bn3.running_mean)
+    report = load_weights(build_model(dict(arch="resnet50", num_class=5, num_segments=2)), str(path))
+    assert report["dropped"] == ["fc.bias", "fc.weight"]   # ImageNet's 1000-way classifier
+    assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit ResNetFeatures"):
+        BACKBONES.create("resnet50", pretrained_weights=str(path))
+
+
+def test_own_checkpoint_strips_prefixes_and_refuses_strays(tmp_path):
+    source = build_model(dict(arch="resnet18", num_class=7, num_segments=2))
+    state = {"module." + k: v for k, v in source.state_dict().items()}
+    path = tmp_path / "own.pth"
+    torch.save({"model": state, "config": {"arch": "resnet18"}}, path)
+    target = build_model(dict(arch="resnet18", num_class=4, num_segments=2))
+    report = load_weights(target, str(path))
+    assert report["layout"] == "own" and report["dropped"] == ["consensus.new_fc.bias", "consensus.new_fc.weight"]
+    assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
+    assert torch.equal(target.base_model.layer3[0].conv1.weight, source.base_model.layer3[0].conv1.weight)
+    state["module.extra.weight"] = torch.zeros(1)
+    torch.save({"model": state, "config": {}}, path)
+    with pytest.raises(ValueError, match=r"unexpected \(1\): extra.weight"):
+        load_weights(target, str(path))
+    assert load_weights(target, str(path), allow_partial=True)["unexpected"] == ["extra.weight"]
+
+
+def test_own_sttnet_checkpoint_resamples_positional_tables_to_another_segment_count(tmp_path):
+    """Fine-tuning an 8-segment STTNet into a 5-segment one on another dataset: the temporal table is
+    resampled (not dropped), the classifier of the other class count is dropped."""
+    cfg = dict(model="sttnet", arch="tinynet", num_class=7, num_segments=8, crop_size=64, scsa_dim=32)
+    torch.manual_seed(0)
+    source = build_model(cfg)
+    path = tmp_path / "sttnet.pth"
+    torch.save({"model": {"module." + k: v for k, v in source.state_dict().items()}, "config": cfg}, path)
+    target = build_model(dict(cfg, num_class=4, num_segments=5))
+    report = load_weights(target, str(path))
+    assert report["resampled"] == ["aggregator.pos_time (8, 128) -> (5, 128)"]
+    assert all("new_fc" in m for m in report["dropped"])
+    assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
+    torch.testing.assert_close(target.aggregator.pos_time, resize_time(source.aggregator.pos_time, 5))
+    assert torch.equal(target.aggregator.w6.weight, source.aggregator.w6.weight)
+
+
+def test_code_carrying_file_gives_no_weights(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, path)  # a pickled module, not a state dict
+    with pytest.raises(ValueError, match="not tensors"):
+        read_checkpoint(str(path))
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        read_checkpoint(str(path))
