@@ -27,6 +27,8 @@ import re
 import torch
 import torch.nn as nn
 
+from ops.temporal_shift import TemporalPool, TemporalShift
+
 log = logging.getLogger(__name__)
 
 WRAPPERS = ("model_state", "state_dict", "model")
@@ -254,11 +256,29 @@ def _resampled_on_load(model, key):
     return name in getattr(model.get_submodule(owner), "resampled_on_load", ())
 
 
+def shift_aliases(model):
+    """{key without the `.net` of TSM's shift wrappers: key} for the tensors inside them
+    (ops/temporal_shift), so an unshifted network's weights (a TSN checkpoint) go into the shifted
+    one, as TSM fine-tunes; the shift itself has no weights."""
+    wrappers = sorted((name + ".net." for name, m in model.named_modules()
+                       if isinstance(m, (TemporalShift, TemporalPool))), key=len, reverse=True)
+    aliases = {}
+    for key in model.state_dict():
+        plain = key
+        for wrapper in wrappers:
+            if plain.startswith(wrapper):
+                plain = wrapper[:-len("net.")] + plain[len(wrapper):]
+        if plain != key:
+            aliases[plain] = key
+    return aliases
+
+
 def _plan(state, layout, rename, model, config):
     """{target key: source key} plus the report's lists of what went nowhere."""
     own = model.state_dict()
     head = classifier_name(model)
     backbone = "base_model." if hasattr(model, "base_model") else ""
+    aliases = shift_aliases(model)
     plan, unmatched, pretext, dropped = {}, [], [], []
     ssl = (config or {}).get("ssl")
     for key in state:
@@ -276,6 +296,8 @@ def _plan(state, layout, rename, model, config):
                 target = f"{head}.{name}" if head else None
             else:
                 target = None
+        if target not in own and ".net." not in key:
+            target = aliases.get(target, target)
         if target in own:
             plan[target] = key
         elif ssl and rename is None:
@@ -332,7 +354,7 @@ def load_weights(model, path, allow_partial=False):
                 for name in ("unloaded", "mismatched", "unexpected") if report[name]]
     if problems and not allow_partial:
         hint = ""
-        if any(".net." in k for k in unexpected + unloaded):
+        if any(".net." in k for k in unexpected):
             hint = " The checkpoint's convolutions are TSM's temporal shift (`conv1.net`): pass --shift."
         if layout == "sttnet_release":
             hint = (" This is the STTNet release's TDN network (difference stem, mSE and shift modules, conv "

@@ -197,6 +197,29 @@ def test_tsm_checkpoint_into_sttnet_reports_new_modules_and_drops_other_classifi
     assert "new (the source has none)" in caplog.text and "source classifier dropped (2)" in caplog.text
 
 
+SHIFT = dict(shift=True, shift_div=8, shift_place="blockres", temporal_pool=False)
+
+
+def test_tsm_shifted_checkpoint_loads_fully_with_the_shift(files):
+    source = torch.load(files["tsm_shift"], weights_only=True)["state_dict"]
+    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    report = load_weights(model, files["tsm_shift"])
+    assert len(report["loaded"]) == len(model.state_dict()) == 320
+    assert_full(report)
+    assert torch.equal(model.base_model.layer2[1].conv1.net.weight, source["module.base_model.layer2.1.conv1.net.weight"])
+
+
+def test_tsn_checkpoint_fills_the_shifted_network(files):
+    """TSM fine-tunes a shifted network from an unshifted one: the shift has no weights, so the
+    plain convolutions go inside its wrappers."""
+    source = torch.load(files["tsm"], weights_only=True)["state_dict"]
+    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    report = load_weights(model, files["tsm"])
+    assert len(report["loaded"]) == 320
+    assert_full(report)
+    assert torch.equal(model.base_model.layer4[2].conv1.net.weight, source["module.base_model.layer4.2.conv1.weight"])
+
+
 def test_tsm_shifted_checkpoint_is_refused_without_the_shift(files):
     model = build_model(dict(arch="resnet50", num_class=5, num_segments=2))
     with pytest.raises(ValueError, match=r"pass --shift") as err:
