@@ -27,6 +27,7 @@ import re
 import torch
 import torch.nn as nn
 
+from ops.checkpoint import CheckpointError, load_checkpoint
 from ops.temporal_shift import TemporalPool, TemporalShift
 
 log = logging.getLogger(__name__)
