@@ -173,7 +173,7 @@ def files(tmp_path_factory):
 def test_tsm_tsn_resnet50_loads_fully_into_tsn(files, caplog):
     caplog.set_level(logging.INFO, logger="ops.checkpoint_formats")
     source = torch.load(files["tsm"], weights_only=True)["state_dict"]
-    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2))
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2))
     report = load_weights(model, files["tsm"])
     assert report["layout"] == "tsm" and len(report["loaded"]) == len(model.state_dict()) == 320
     assert_full(report)
@@ -202,7 +202,7 @@ SHIFT = dict(shift=True, shift_div=8, shift_place="blockres", temporal_pool=Fals
 
 def test_tsm_shifted_checkpoint_loads_fully_with_the_shift(files):
     source = torch.load(files["tsm_shift"], weights_only=True)["state_dict"]
-    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
     report = load_weights(model, files["tsm_shift"])
     assert len(report["loaded"]) == len(model.state_dict()) == 320
     assert_full(report)
@@ -213,7 +213,7 @@ def test_tsn_checkpoint_fills_the_shifted_network(files):
     """TSM fine-tunes a shifted network from an unshifted one: the shift has no weights, so the
     plain convolutions go inside its wrappers."""
     source = torch.load(files["tsm"], weights_only=True)["state_dict"]
-    model = build_model(dict(arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
     report = load_weights(model, files["tsm"])
     assert len(report["loaded"]) == 320
     assert_full(report)
@@ -221,7 +221,7 @@ def test_tsn_checkpoint_fills_the_shifted_network(files):
 
 
 def test_tsm_shifted_checkpoint_is_refused_without_the_shift(files):
-    model = build_model(dict(arch="resnet50", num_class=5, num_segments=2))
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2))
     with pytest.raises(ValueError, match=r"pass --shift") as err:
         load_weights(model, files["tsm_shift"])
     assert "layer1.0.conv1.net.weight" in str(err.value) and "--allow_partial_load" in str(err.value)
@@ -234,7 +234,7 @@ def test_mmaction2_tsn_resnet50_loads_and_its_metadata_is_never_run(files):
     state, extras = read_checkpoint(files["mmaction2_tsn"])
     assert isinstance(extras["message_hub"], Skipped) and not HistoryBuffer.restored
     assert extras["meta"]["mmaction2_version"] == "1.2.0"
-    model = build_model(dict(arch="resnet50", num_class=400, num_segments=2))
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2))
     report = load_weights(model, files["mmaction2_tsn"])
     assert report["layout"] == "mmaction2" and not HistoryBuffer.restored
     assert_full(report)
@@ -261,7 +261,7 @@ def test_3d_resnet50_checkpoints_load_fully(files, arch, name):
 
 def test_wrong_architecture_is_refused(files):
     with pytest.raises(ValueError, match=r"does not fit TSN: .*mismatched"):
-        load_weights(build_model(dict(arch="resnet18", num_class=5, num_segments=2)), files["tsm"])
+        load_weights(build_model(dict(model="tsn", arch="resnet18", num_class=5, num_segments=2)), files["tsm"])
     with pytest.raises(ValueError, match=r"does not fit ResNet3d50"):   # I3D weights into SlowOnly
         load_weights(build_model(dict(arch="slowonly_r50", num_class=5)), files["pyslowfast_i3d"])
     two_pathways = pyslowfast_resnet(resnet50_convs(1, SLOW_KERNELS))
@@ -299,10 +299,10 @@ def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
     source = torchvision.models.resnet50()
     path = tmp_path / "resnet50.pth"
     torch.save(source.state_dict(), path)   # timm's resnet50 uses the same names (conv1, bn1, layerN, fc)
-    model = build_model(dict(arch="resnet50", num_class=5, num_segments=2, pretrain="imagenet",
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2, pretrain="imagenet",
                              pretrained_weights=str(path)))
     assert torch.equal(model.base_model.layer4[2].bn3.running_mean, source.layer4[2].bn3.running_mean)
-    report = load_weights(build_model(dict(arch="resnet50", num_class=5, num_segments=2)), str(path))
+    report = load_weights(build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2)), str(path))
     assert report["dropped"] == ["fc.bias", "fc.weight"]   # ImageNet's 1000-way classifier
     assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
     torch.save(torchvision.models.resnet18().state_dict(), path)
@@ -311,11 +311,11 @@ def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
 
 
 def test_own_checkpoint_strips_prefixes_and_refuses_strays(tmp_path):
-    source = build_model(dict(arch="resnet18", num_class=7, num_segments=2))
+    source = build_model(dict(model="tsn", arch="resnet18", num_class=7, num_segments=2))
     state = {"module." + k: v for k, v in source.state_dict().items()}
     path = tmp_path / "own.pth"
     torch.save({"model": state, "config": {"arch": "resnet18"}}, path)
-    target = build_model(dict(arch="resnet18", num_class=4, num_segments=2))
+    target = build_model(dict(model="tsn", arch="resnet18", num_class=4, num_segments=2))
     report = load_weights(target, str(path))
     assert report["layout"] == "own" and report["dropped"] == ["consensus.new_fc.bias", "consensus.new_fc.weight"]
     assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
