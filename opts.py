@@ -9,7 +9,10 @@ import os
 import sys
 
 VIDEO_DECODERS = ("decord", "pyav", "torchcodec")   # ops.dataset.READERS
+VIDEO_DECODER = "torchcodec"   # the default: the fastest measured, exact (docs/benchmarks.md)
 JPEG_DECODERS = ("simplejpeg", "torchcodec", "pil", "torchvision")   # ops.dataset.JPEG_DECODERS
+JPEG_DECODER = "simplejpeg"    # the default: the fastest measured, strict about corrupt data
+DECODE_DEVICES = ("cpu", "cuda")
 
 
 def add_skip_ceiling(group):
@@ -33,10 +36,13 @@ def add_data_args(parser):
     g.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split (ucf101, hmdb51)")
     g.add_argument("--data_format", default=None, choices=["rawframes", "video"],
                    help="frames in folders or videos decoded on the fly (default: the dataset's)")
-    g.add_argument("--decoder", default="decord", choices=VIDEO_DECODERS,
+    g.add_argument("--decoder", default=VIDEO_DECODER, choices=VIDEO_DECODERS,
                    help="video decoder (torchcodec needs FFmpeg's shared libraries: `make ffmpeg`)")
-    g.add_argument("--jpeg_decoder", default="simplejpeg", choices=JPEG_DECODERS,
+    g.add_argument("--jpeg_decoder", default=JPEG_DECODER, choices=JPEG_DECODERS,
                    help="JPEG decoder for frame folders (all give the same pixels; simplejpeg is the fastest)")
+    g.add_argument("--decode_device", default="cpu", choices=DECODE_DEVICES,
+                   help="'cuda': decode on the GPU (nvJPEG for frames with --jpeg_decoder torchcodec, NVDEC for "
+                        "videos with --decoder torchcodec) in the main process (-j 0), transforms there too")
     g.add_argument("--no_scaled_decode", action="store_true",
                    help="decode JPEG frames at full size even when the pipeline first scales them to half "
                         "or less (default: decode at 1/2, 1/4 or 1/8 scale in the DCT domain, faster)")
@@ -313,6 +319,18 @@ def check_args(args, parser):
         parser.error(f"--lr must be > 0 (got {args.lr})")
     if args.workers < 0:
         parser.error("-j/--workers must be >= 0")
+    if args.decode_device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            parser.error("--decode_device cuda needs a CUDA GPU (torch.cuda.is_available() is False)")
+        if args.workers:
+            parser.error("--decode_device cuda decodes in the main process (CUDA does not run in forked "
+                         "loader workers): give -j 0")
+        if args.data_format != "video" and args.jpeg_decoder != "torchcodec":
+            parser.error("--decode_device cuda decodes JPEG frames with nvJPEG through torchcodec: "
+                         "give --jpeg_decoder torchcodec (or --data_format video)")
+        if args.data_format == "video" and args.decoder != "torchcodec":
+            parser.error("--decode_device cuda decodes video with NVDEC through torchcodec: give --decoder torchcodec")
     if not 0 <= args.max_skip_fraction <= 1:
         parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
     if args.train_what == "last" and not args.tune_from and args.model != "cpc_trans_ft" \

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ops.dataset import Skipped, SkipLimitError, VideoDataset, VideoList, collate_skip, make_reader
 from ops.sampling import ClipSampler, DenseSampler, TSNSampler
 from ops.transforms import build_transform
+from opts import JPEG_DECODER, VIDEO_DECODER
 
 
 class ShardSampler(Sampler):
@@ -67,8 +68,8 @@ def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, te
     transform = model.make_transform(mode) if hasattr(model, "make_transform") else \
         default_transform(cfg, spec, dataset_cfg, mode, test_crops, full_res)
     min_side = None if cfg.get("no_scaled_decode") else getattr(transform, "min_side", None)
-    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", "decord"),
-                         cfg.get("jpeg_decoder", "simplejpeg"), min_side)
+    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", VIDEO_DECODER),
+                         cfg.get("jpeg_decoder", JPEG_DECODER), min_side, cfg.get("decode_device", "cpu"))
     return VideoDataset(video_list, reader, sampler, transform, seed=cfg.get("seed", 0),
                         on_bad_sample=cfg.get("on_bad_sample", "error"))
 
@@ -92,6 +93,10 @@ def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=
                              f"than one batch of {batch_size}; lower --batch-size")
     else:
         sampler = ShardSampler(len(dataset), rank, world_size)
+    if getattr(dataset.reader, "device", "cpu") != "cpu":   # frames decoded on the GPU, in this process
+        if workers:
+            raise ValueError(f"decoding on {dataset.reader.device} happens in the main process: use 0 workers")
+        pin_memory = False
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_skip, pin_memory=pin_memory, drop_last=mode == "train",
                       worker_init_fn=seed_worker, persistent_workers=False)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ops.dataset_configs import LIST_ORDERS
+from opts import JPEG_DECODER, VIDEO_DECODER
 
 _INT = re.compile(r"[-+]?\d+")
 _WORKER_LAST_LINE = re.compile(r"^\S*BadSampleError: (.+)$", re.MULTILINE)
@@ -229,20 +230,27 @@ class RawFrameReader:
     (docs/benchmarks.md gives the speed and the pixel difference).
     """
 
-    def __init__(self, image_tmpl="img_{:05d}.jpg", decoder="simplejpeg", min_side=None):
+    def __init__(self, image_tmpl="img_{:05d}.jpg", decoder=JPEG_DECODER, min_side=None, device="cpu"):
         if decoder not in JPEG_DECODERS:
             raise ValueError(f"decoder must be one of {sorted(JPEG_DECODERS)}, got '{decoder}'")
         if not image_tmpl.lower().endswith((".jpg", ".jpeg")):
             decoder = "pil"
+        if device != "cpu":
+            _check_device(device)
+            if decoder != "torchcodec":
+                raise ValueError(f"decoding on {device} uses nvJPEG through torchcodec: JPEG decoder 'torchcodec' "
+                                 f"(not '{decoder}'; frame files {image_tmpl})")
         if decoder == "torchcodec":
             _check_torchcodec_package()
-        self.image_tmpl, self.decoder = image_tmpl, decoder
+        self.image_tmpl, self.decoder, self.device = image_tmpl, decoder, device
         self.min_side = min_side if decoder in SCALED_JPEG_DECODERS else None
         self._decode = JPEG_DECODERS[decoder]
         self._name_re = re.compile(self._template_regex(image_tmpl))
 
     def __repr__(self):
-        return f"RawFrameReader(image_tmpl='{self.image_tmpl}', decoder='{self.decoder}', min_side={self.min_side})"
+        device = f", device='{self.device}'" if self.device != "cpu" else ""
+        return (f"RawFrameReader(image_tmpl='{self.image_tmpl}', decoder='{self.decoder}', "
+                f"min_side={self.min_side}{device})")
 
     @staticmethod
     def _template_regex(tmpl):
@@ -282,6 +290,8 @@ class RawFrameReader:
 
     def read(self, path, indices):
         unique, inverse = _unique(indices)
+        if self.device != "cpu":
+            return self._read_on_device(path, unique, inverse)
         out = None
         for slot, index in enumerate(unique.tolist()):
             data = self.read_bytes(path, index)
@@ -298,6 +308,20 @@ class RawFrameReader:
             if not np.may_share_memory(frame, out):
                 out[slot] = frame
         return _gather(out, inverse)
+
+    def _read_on_device(self, path, unique, inverse):
+        """uint8 tensor [T, H, W, 3] on self.device: one batched nvJPEG call for the clip's frames."""
+        from torchcodec.decoders import decode_jpeg
+        data = [torch.frombuffer(bytearray(self.read_bytes(path, i)), dtype=torch.uint8) for i in unique.tolist()]
+        try:
+            frames = decode_jpeg(data, mode="RGB", device=self.device)
+        except (RuntimeError, ValueError) as e:
+            raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()} on {self.device}: "
+                                 f"{_first_line(e)}") from None
+        shapes = {tuple(f.shape) for f in frames}
+        if len(shapes) > 1:
+            raise BadSampleError(path, None, f"frames differ in size: {sorted(shapes)}")
+        return _gather(torch.stack(frames).permute(0, 2, 3, 1), inverse)
 
 
 def _read_at(f, offset, size):
@@ -568,19 +592,22 @@ class TorchCodecReader:
     from the key frame before it. AVI files with B-frames are decoded in order with PyAV (see
     avi_reorders_frames); a cut-off file is caught from its container's sizes."""
 
-    def __init__(self, num_threads=1):
-        self.num_threads = num_threads
+    def __init__(self, num_threads=1, device="cpu"):
+        self.num_threads, self.device = num_threads, device
+        if device != "cpu":
+            _check_device(device)
         check_torchcodec()
 
     def __repr__(self):
-        return f"TorchCodecReader(num_threads={self.num_threads})"
+        device = f", device='{self.device}'" if self.device != "cpu" else ""
+        return f"TorchCodecReader(num_threads={self.num_threads}{device})"
 
     def _open(self, path):
         from torchcodec.decoders import VideoDecoder
         _check_video_file(path)
         try:
             return VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=self.num_threads,
-                                dimension_order="NHWC")
+                                dimension_order="NHWC", device=self.device)
         except (RuntimeError, ValueError) as e:
             raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
 
@@ -592,12 +619,21 @@ class TorchCodecReader:
         decoder = self._open(path)
         _check_range(path, unique, len(decoder))
         if avi_reorders_frames(path):
-            return PyAVReader().read_in_order(path, unique, inverse)
+            frames = PyAVReader().read_in_order(path, unique, inverse)
+            return frames if self.device == "cpu" else torch.from_numpy(frames).to(self.device)
         try:
-            frames = decoder.get_frames_at(unique.tolist()).data.numpy()
+            frames = decoder.get_frames_at(unique.tolist()).data
         except (RuntimeError, ValueError) as e:
             raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()}: {_first_line(e)}") from None
-        return _gather(frames, inverse)
+        return _gather(frames.numpy() if self.device == "cpu" else frames, inverse)
+
+
+def _check_device(device):
+    """ValueError unless frames can be decoded on `device` (a CUDA GPU)."""
+    if torch.device(device).type != "cuda":
+        raise ValueError(f"frames decode on 'cpu' or a CUDA device, not '{device}'")
+    if not torch.cuda.is_available():
+        raise ValueError(f"decoding on {device} needs a CUDA GPU (torch.cuda.is_available() is False)")
 
 
 def _check_torchcodec_package():
@@ -627,16 +663,22 @@ def _first_line(error):
 READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
 
 
-def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder="decord", jpeg_decoder="simplejpeg", min_side=None):
-    """The reader for a data format: RawFrameReader(image_tmpl, jpeg_decoder, min_side) or the named
-    video decoder."""
+def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder=VIDEO_DECODER, jpeg_decoder=JPEG_DECODER,
+                min_side=None, device="cpu"):
+    """The reader for a data format: RawFrameReader(image_tmpl, jpeg_decoder, min_side, device) or the
+    named video decoder. device 'cuda' decodes on the GPU (nvJPEG, NVDEC) through torchcodec; the
+    frames then stay there and the transforms run there."""
     if data_format == "rawframes":
-        return RawFrameReader(image_tmpl, jpeg_decoder, min_side)
+        return RawFrameReader(image_tmpl, jpeg_decoder, min_side, device)
     if data_format != "video":
         raise ValueError(f"data_format must be 'rawframes' or 'video', got '{data_format}'")
     if decoder not in READERS:
         raise ValueError(f"decoder must be one of {sorted(READERS)}, got '{decoder}'")
-    return READERS[decoder]()
+    if device == "cpu":
+        return READERS[decoder]()
+    if decoder != "torchcodec":
+        raise ValueError(f"decoding video on {device} uses NVDEC through torchcodec: decoder 'torchcodec' (not '{decoder}')")
+    return TorchCodecReader(device=device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,7 +741,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 return Skipped(index, self.video_list.name(index), f"{e} ({where})")
             raise BadSampleError(e.video, e.frame, f"{e.reason} ({where})") from None
         if self.transform is None:
-            return torch.from_numpy(np.ascontiguousarray(frames)), label, index
+            frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+            return frames.contiguous(), label, index
         frames, label = self.transform(frames, label, rng)
         return frames, label, index
 

@@ -46,6 +46,10 @@ def _resize(clip, size):
     """
     if tuple(clip.shape[1:3]) == tuple(size):
         return clip
+    if clip.device.type != "cpu":   # frames decoded on the GPU: its antialiased kernel takes floats
+        out = F.interpolate(clip.permute(0, 3, 1, 2).float(), size=size, mode="bilinear", antialias=True,
+                            align_corners=False)
+        return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     out = F.interpolate(clip.permute(0, 3, 1, 2), size=size, mode="bilinear", antialias=True,
                         align_corners=False)
     return out.permute(0, 2, 3, 1)

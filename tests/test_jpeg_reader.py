@@ -81,7 +81,7 @@ def test_simplejpeg_is_strict_about_corrupt_data(folder, tmp_path):
 
 
 def test_transform_tells_the_reader_its_first_scale():
-    assert build_transform("train", 112, 128, multiscale=False).min_side == 128
+    assert build_transform("train", 112, 128, train_aug="scale_crop").min_side == 128
     assert build_transform("val", 112, 128).min_side == 128
     assert build_transform("test", 112, (128, 160)).min_side is None
     assert build_transform("train", 224, 256).min_side is None   # multi-scale crop: full frames

@@ -163,7 +163,7 @@ def rawframe_rows(args):
          build_transform("test", args.crop_size, args.scale_size)),
         ("classic TSN train", PILFrameReader(tmpl), train, ClassicTSNTransform(args.crop_size)),
     ]
-    small = build_transform("train", args.small_crop, args.small_scale, multiscale=False)
+    small = build_transform("train", args.small_crop, args.small_scale, train_aug="scale_crop")
     rows += [
         ("small: floor scaled decode", RawFrameReader(tmpl, min_side=args.small_scale), train, decode_only),
         ("small: before (torchvision, full size)", RawFrameReader(tmpl, "torchvision"), train, small),

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ops.dataset import BadSampleError, RawFrameReader, list_lines, make_reader, parse_list_line  # noqa: E402
 from ops.dataset_configs import DATASETS, get_dataset_config  # noqa: E402
-from opts import VIDEO_DECODERS  # noqa: E402
+from opts import VIDEO_DECODER, VIDEO_DECODERS  # noqa: E402
 
 CATEGORIES = {
     "malformed": "malformed lines",
@@ -143,7 +143,7 @@ def build_parser():
     p.add_argument("--split", type=int, default=1, help="official split (ucf101, hmdb51)")
     p.add_argument("--num_class", type=int, default=None, help="number of classes (needed for 'custom')")
     p.add_argument("--data_format", default=None, choices=["rawframes", "video"], help="default: the dataset's")
-    p.add_argument("--decoder", default="decord", choices=VIDEO_DECODERS, help="video decoder")
+    p.add_argument("--decoder", default=VIDEO_DECODER, choices=VIDEO_DECODERS, help="video decoder")
     p.add_argument("--image_tmpl", default=None, help="frame file name template (default: the dataset's)")
     p.add_argument("--list_order", default=None, choices=["path_frames_label", "path_label_frames"],
                    help="field order of the list files (default: the dataset's)")

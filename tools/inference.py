@@ -29,7 +29,7 @@ from ops.evaluation import average_views  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import as_output, model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
-from opts import VIDEO_DECODERS  # noqa: E402
+from opts import VIDEO_DECODER, VIDEO_DECODERS  # noqa: E402
 
 CLIP_MODEL_TEST_CLIPS = 10
 GIF_MAX_FRAMES = 150
@@ -67,7 +67,7 @@ def class_names(cfg, path=None):
 def make_video_reader(path, cfg, decoder=None, image_tmpl=None):
     if os.path.isdir(path):
         return RawFrameReader(image_tmpl or cfg.get("image_tmpl") or "img_{:05d}.jpg")
-    return make_reader("video", decoder=decoder or cfg.get("decoder") or "decord")
+    return make_reader("video", decoder=decoder or cfg.get("decoder") or VIDEO_DECODER)
 
 
 def classify(model, cfg, path, reader, num_clips=None, test_crops=1, device="cpu"):
