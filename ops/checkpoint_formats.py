@@ -237,6 +237,17 @@ def detect_layout(keys, extras):
     return "own", None
 
 
+def source_num_class(path):
+    """The class count of a checkpoint's classifier (its run configuration's for this project's
+    own), or None when it has none."""
+    state, extras = read_checkpoint(path)
+    layout, rename = detect_layout(state, extras)
+    if rename is None:
+        return (extras.get("config") or {}).get("num_class")
+    rows = [v.shape[0] for k, v in state.items() if rename(k) == ("classifier", "weight")]
+    return rows[0] if len(rows) == 1 else None
+
+
 # --- the target: where its backbone and classifier are ---
 
 def classifier_name(model):
@@ -350,7 +361,7 @@ def load_weights(model, path, allow_partial=False):
     report = {"layout": layout, "loaded": sorted(selected), "missing": missing, "new": new,
               "unloaded": unloaded, "unexpected": sorted(unexpected), "mismatched": sorted(mismatched),
               "resampled": sorted(resampled), "dropped": sorted(dropped), "pretext": sorted(pretext)}
-    log_report(report, path, len(own))
+    log_report(report, path, len(own), head)
     problems = [f"{name} ({len(report[name])}): {_some(report[name])}"
                 for name in ("unloaded", "mismatched", "unexpected") if report[name]]
     if problems and not allow_partial:
@@ -371,10 +382,22 @@ def _some(names, n=8):
     return ", ".join(names[:n]) + (f" ... (+{len(names) - n})" if len(names) > n else "")
 
 
-def log_report(report, path, total):
+def _by_module(keys, head):
+    """`aggregator (28), consensus.new_fc (2)`: tensors counted per top-level module (the classifier
+    by its own name)."""
+    counts = {}
+    for key in keys:
+        name = head if head and key.startswith(head + ".") else key.split(".", 1)[0]
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items()))
+
+
+def log_report(report, path, total, head=None):
     log.info("=> %s (%s layout): loaded %d/%d tensors", path, report["layout"], len(report["loaded"]), total)
-    for name, what in (("new", "new (the source has none)"), ("dropped", "source classifier dropped"),
-                       ("resampled", "resized"), ("pretext", "pre-training heads left out"),
-                       ("unloaded", "NOT LOADED"), ("mismatched", "shape mismatch"), ("unexpected", "unexpected")):
+    if report["new"]:
+        log.info("   new, the source has none (%d): %s", len(report["new"]), _by_module(report["new"], head))
+    for name, what in (("dropped", "source classifier dropped"), ("resampled", "resized"),
+                       ("pretext", "pre-training heads left out"), ("unloaded", "NOT LOADED"),
+                       ("mismatched", "shape mismatch"), ("unexpected", "unexpected")):
         if report[name]:
             log.info("   %s (%d): %s", what, len(report[name]), _some(report[name]))

@@ -10,10 +10,13 @@ import pytest
 import torch
 import torchvision
 
+import main
 from ops.checkpoint_formats import Skipped, classifier_name, load_weights, read_checkpoint
-from ops.models import build_model
+from ops.models import build_model, model_from_checkpoint
 from ops.registry import BACKBONES
 from ops.scsa import resize_time
+from tests.videogen import write_list_dataset
+from tools import convert_checkpoint
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
 BLOCKS = (3, 4, 6, 3)
@@ -114,19 +117,21 @@ def pytorchvideo_resnet(convs, stage_blocks, num_class=400):
     return filled(keys)
 
 
-def tsm_checkpoint(shift, num_class=174):
+def tsm_checkpoint(shift, num_class=174, trained=False):
     """What TSM saves: torchvision's ResNet-50 as `module.base_model` (its fc replaced by dropout;
     with the shift each block's conv1 wrapped as `conv1.net`), `module.new_fc`, in a dict with the
-    epoch, arch and best accuracy."""
+    epoch, arch and best accuracy. Numbered tensors, or with `trained` torchvision's initial
+    values (a network that runs)."""
+    torch.manual_seed(0)
     state = {}
     for i, (key, value) in enumerate(torchvision.models.resnet50().state_dict().items()):
         if key.startswith("fc."):
             continue
         if shift and key.startswith("layer") and ".conv1." in key:
             key = key.replace(".conv1.", ".conv1.net.")
-        state["module.base_model." + key] = value if value.dtype == torch.long else number(i, value.shape)
-    state["module.new_fc.weight"] = number(-1, (num_class, 2048))
-    state["module.new_fc.bias"] = number(-2, (num_class,))
+        state["module.base_model." + key] = value if trained or value.dtype == torch.long else number(i, value.shape)
+    state["module.new_fc.weight"] = 0.001 * torch.randn(num_class, 2048) if trained else number(-1, (num_class, 2048))
+    state["module.new_fc.bias"] = torch.zeros(num_class) if trained else number(-2, (num_class,))
     return {"epoch": 25, "arch": "resnet50", "state_dict": state, "best_prec1": 45.3}
 
 
@@ -156,6 +161,7 @@ def files(tmp_path_factory):
 
     save("tsm", tsm_checkpoint(shift=False))
     save("tsm_shift", tsm_checkpoint(shift=True))
+    save("tsm_trained", tsm_checkpoint(shift=False, trained=True))
     buf = HistoryBuffer()
     save("mmaction2_tsn", {"meta": {"mmaction2_version": "1.2.0", "CLASSES": None}, "message_hub": buf,
                            "state_dict": mmaction2_resnet(resnet50_convs())})
@@ -194,7 +200,7 @@ def test_tsm_checkpoint_into_sttnet_reports_new_modules_and_drops_other_classifi
     assert tops == {"aggregator", "rbrf_head", "rbrc_head", "consensus"}
     assert {"consensus.new_fc.weight", "consensus.new_fc.bias"} <= set(report["new"])
     assert_full(report, report["new"])
-    assert "new (the source has none)" in caplog.text and "source classifier dropped (2)" in caplog.text
+    assert "new, the source has none" in caplog.text and "source classifier dropped (2)" in caplog.text
 
 
 SHIFT = dict(shift=True, shift_div=8, shift_place="blockres", temporal_pool=False)
@@ -273,7 +279,7 @@ def test_wrong_architecture_is_refused(files):
 
 
 def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
-    for name in ("r2plus1d_18", "mc3_18", "s3d"):
+    for name in ("mc3_18", "s3d"):
         path = tmp_path / f"{name}.pth"
         torch.manual_seed(0)
         source = getattr(torchvision.models.video, name)()
@@ -287,9 +293,6 @@ def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
         for key, value in model.state_dict().items():
             if not key.startswith(head + "."):
                 assert torch.equal(value, source.state_dict()[key]), key
-    # torchvision's R(2+1)D is not the STTS project's (mid widths, block layout): refused, not 11/337
-    with pytest.raises(ValueError, match="does not fit FactoredResNet18"):
-        load_weights(build_model(dict(arch="r2plus1d", num_class=5)), str(tmp_path / "r2plus1d_18.pth"))
     with pytest.raises(ValueError, match="does not fit VideoResNet"):
         load_weights(build_model(dict(arch="r2plus1d_18", num_class=5)), str(tmp_path / "mc3_18.pth"))
 
@@ -352,3 +355,66 @@ def test_code_carrying_file_gives_no_weights(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"evil.pth (cannot be read|is not a checkpoint)"):
         read_checkpoint(str(path))
+
+
+# ---- through main.py and tools/convert_checkpoint.py ----
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    write_list_dataset(str(root), num_videos=6, num_train=4)
+    return root
+
+
+def run_args(root, out, *extra):
+    return ["custom", "RGB", "--root_path", str(root), "--num_class", "3", "--train_list", str(root / "train.txt"),
+            "--val_list", str(root / "val.txt"), "--epochs", "1", "-b", "2", "-j", "0", "--no_progress",
+            "--root_log", str(out / "log"), "--root_model", str(out / "ckpt"), *extra]
+
+
+def test_finetune_torchvision_r2plus1d_18_through_main(clips, tmp_path):
+    torch.manual_seed(0)
+    source = torchvision.models.video.r2plus1d_18().state_dict()   # Kinetics-400 layout: 400-way fc
+    path = tmp_path / "r2plus1d_18.pth"
+    torch.save(source, path)
+    # torchvision's R(2+1)D is not the STTS project's (mid widths, block layout): refused, not 11/337
+    with pytest.raises(ValueError, match="does not fit FactoredResNet18"):
+        load_weights(build_model(dict(arch="r2plus1d", num_class=5)), str(path))
+    main.main(run_args(clips, tmp_path, "--arch", "r2plus1d_18", "--clip_len", "4", "--crop_size", "32",
+                       "--lr", "1e-5", "--tune_from", str(path)))
+    log = next((tmp_path / "log").glob("*/log.txt")).read_text()
+    assert "(torchvision layout): loaded 222/224 tensors" in log
+    assert "new, the source has none (2): fc (2)" in log and "NOT LOADED" not in log
+    tuned = torch.load(next((tmp_path / "ckpt").glob("*/ckpt.pth")), weights_only=True)["model"]
+    assert tuned["fc.weight"].shape == (3, 512)
+    for key in ("stem.0.weight", "layer4.1.conv2.0.3.weight"):   # one step at lr 1e-5 from the source
+        torch.testing.assert_close(tuned[key], source[key], atol=1e-3, rtol=0)
+
+
+def test_finetune_sttnet_from_a_tsm_tsn_resnet50_through_main(files, clips, tmp_path):
+    main.main(run_args(clips, tmp_path, "--model", "sttnet", "--arch", "resnet50", "--num_segments", "2",
+                       "--crop_size", "64", "--scsa_dim", "32", "--tune_from", files["tsm_trained"]))
+    log = next((tmp_path / "log").glob("*/log.txt")).read_text()
+    report = next(line for line in log.splitlines() if "(tsm layout): loaded" in line)
+    loaded, total = map(int, report.split("loaded ")[1].split(" ")[0].split("/"))
+    new = next(line for line in log.splitlines() if "new, the source has none" in line)
+    assert "aggregator (" in new and "rbrf_head (" in new and "rbrc_head (" in new and "consensus.new_fc (2)" in new
+    assert "source classifier dropped (2): new_fc.bias, new_fc.weight" in log and "NOT LOADED" not in log
+    assert loaded == 318 and total > loaded    # the whole ResNet-50: TSM's 320 tensors less its classifier
+    assert "loss nan" not in log
+
+
+def test_convert_tool_writes_a_checkpoint_of_this_project(tmp_path, capsys):
+    torch.manual_seed(0)
+    source = torchvision.models.video.mc3_18().state_dict()
+    path, out = tmp_path / "mc3_18.pth", tmp_path / "converted.pth"
+    torch.save(source, path)
+    assert convert_checkpoint.main([str(path), str(out), "--arch", "mc3_18"]) == 0
+    assert "(torchvision layout): loaded" in capsys.readouterr().out
+    converted = torch.load(out, weights_only=True)
+    assert converted["config"]["arch"] == "mc3_18" and converted["config"]["num_class"] == 400
+    assert all(torch.equal(converted["model"][k], v) for k, v in source.items())   # classifier kept: 400 classes
+    model, cfg = model_from_checkpoint(str(out))
+    assert torch.equal(model.fc.weight, source["fc.weight"])
+    assert convert_checkpoint.main([str(path), str(tmp_path / "no.pth"), "--arch", "r2plus1d_18"]) == 1
+    assert "does not fit VideoResNet" in capsys.readouterr().err and not (tmp_path / "no.pth").exists()

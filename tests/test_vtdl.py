@@ -222,10 +222,10 @@ def test_pretrain_then_finetune_then_test_through_main(tmp_path, capsys):
     capsys.readouterr()
     main.main(common + ["--tune_from", str(pre), "--suffix", "ft"])
     out = capsys.readouterr().out
-    assert "new (the source has none) (2): fc.bias, fc.weight" in out
+    assert "new, the source has none (2): fc (2)" in out
     assert "pre-training heads left out" in out and "encoder_k." in out
     log = next((tmp_path / "log").glob("*_ft/log.txt")).read_text()   # the fine-tune report is in the run's log
-    assert log.count("new (the source has none) (2): fc.bias, fc.weight") == 1 and "(own layout): loaded" in log
+    assert log.count("new, the source has none (2): fc (2)") == 1 and "(own layout): loaded" in log
     ft = next((tmp_path / "ckpt").glob("*_ft/ckpt.pth"))
     stats = main.main(common + ["--tune_from", str(ft), "--evaluate", "--suffix", "test"])
     assert stats["num_videos"] == 2 and 0 <= stats["top1"] <= 100
