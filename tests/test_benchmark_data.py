@@ -18,6 +18,7 @@ def test_benchmark_rows_json_and_ratios(tmp_path):
     assert {"rawframes: fastest floor / ours train", "small: before / ours (speed-up)",
             "video gop 4: pyav, TSN 8 / decord"} <= set(result["ratios"])
     assert "| rawframes | ours train |" in (tmp_path / "bench.md").read_text()
+    assert 0 < result["scaled_decode_difference"]["mean"] < 3
     # a user's own list: only that list's rows
     assert bd.main(["--root", str(tmp_path / "d"), "--list", str(tmp_path / "d" / "rawframes.txt"), "--rounds", "1",
                     "--crop_size", "48", "--scale_size", "64", "--small_crop", "24", "--small_scale", "32",

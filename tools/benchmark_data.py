@@ -13,6 +13,7 @@ Rows, each a sampler + reader + transform run through VideoDataset and a DataLoa
                                    --small_scale; 'before' = full-size torchvision decode + resize (the
                                    project's earlier path), 'ours' = scaled decoding (the default)
   video      floor <decoder> <sampler>   each video decoder, TSN 8-segment sparse and 32 consecutive frames
+With rawframes it also reports how far scaled decoding moves the pixels of the small setting.
 The figure is the CPU time per clip of this process with 0 workers (time.process_time over
 --passes passes, from the second batch on), the best of --rounds rounds interleaved over all rows,
 so a burst of load from other jobs hits one round of one row; --workers adds wall-clock clips/s.
@@ -172,6 +173,22 @@ def rawframe_rows(args):
     return rows
 
 
+def scaled_decode_difference(video_list, tmpl, side, videos=8, frames=4):
+    """Mean and 99th percentile of |scaled decode - full decode|, in levels of 255, after the small
+    setting's GroupScale(side) and a centre crop: what scaled decoding changes in the input."""
+    scale = build_transform("val", side, side)
+    full, scaled = RawFrameReader(tmpl), RawFrameReader(tmpl, min_side=side)
+    diffs = []
+    for i in range(min(videos, len(video_list))):
+        path = video_list.path(i)
+        indices = np.linspace(0, full.num_frames(path) - 1, frames).round().astype(int)
+        a = scale(full.read(path, indices)[None], 0, None)[0].numpy().astype(np.int16)
+        b = scale(scaled.read(path, indices)[None], 0, None)[0].numpy().astype(np.int16)
+        diffs.append(np.abs(a - b).ravel())
+    diffs = np.concatenate(diffs)
+    return {"mean": float(diffs.mean()), "p99": float(np.percentile(diffs, 99)), "max": int(diffs.max())}
+
+
 def video_rows(args):
     samplers = {f"TSN {args.segments}": TSNSampler(args.segments, mode="train"),
                 "32 consecutive": ClipSampler(32, 1, mode="train")}
@@ -328,10 +345,17 @@ def main(argv=None):
                         r["cpu_ms_per_clip"] = min(r["cpu_ms_per_clip"], 1000 * cpu_clip)
                 print(f"round {round_ + 1}: {data:14s} {name:40s} {r['cpu_ms_per_clip']:7.2f} ms", flush=True)
     results = list(results.values())
+    difference = None
+    if "rawframes" in lists:
+        difference = scaled_decode_difference(VideoList(lists["rawframes"], root), args.image_tmpl, args.small_scale)
     header = (f"CPU ms per clip (0 workers, best of {args.rounds} interleaved rounds), {args.segments} frames per "
               f"TSN clip, {args.crop_size} px crops, batch {args.batch_size}; {what}; {os.cpu_count()} CPU cores "
               f"({cpu_model()}), torch {torch.__version__}")
     table = markdown(results, args.workers, header)
+    if difference:
+        table += (f"\nscaled decoding at short side {args.small_scale} against a full decode + resize: mean |difference| "
+                  f"{difference['mean']:.2f}, 99th percentile {difference['p99']:.0f}, max {difference['max']} "
+                  f"(levels of 255)\n")
     print("\n" + table)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -340,7 +364,8 @@ def main(argv=None):
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"settings": vars(args), "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(),
                                                            "torch": torch.__version__},
-                       "rows": results, "ratios": ratios(results)}, f, indent=1)
+                       "rows": results, "ratios": ratios(results), "scaled_decode_difference": difference},
+                      f, indent=1)
     return 0
 
 
