@@ -127,6 +127,12 @@ def test_missing_list_file(good, capsys):
     assert code == 1 and "nope.txt: no such list file" in out
 
 
+def test_list_in_another_encoding(good, tmp_path, capsys):
+    (tmp_path / "latin.txt").write_bytes("rawframes/v0 6 0\nrawframes/caf\xe9 6 0\n".encode("latin-1"))
+    code, out = run(capsys, "synthetic", "--root", str(good), "--list", str(tmp_path / "latin.txt"))
+    assert code == 1 and f"{tmp_path}/latin.txt:2: not UTF-8 text (invalid continuation byte)" in out
+
+
 def test_corrupt_jpeg_is_reported_when_decoding(good, tmp_path, capsys):
     """A zeroed run inside the entropy-coded data: the file is complete (the byte check passes) and
     PIL decodes it with damaged pixels; the strict decode of --decode reports libjpeg's complaint."""

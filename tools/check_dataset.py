@@ -123,7 +123,10 @@ def check_list(list_file, cfg, reader, decode, workers, progress=True):
     """(problems, number of list lines): problems are (category, message) in line order."""
     if not os.path.isfile(list_file):
         return [("missing", f"{list_file}: no such list file")], 0
-    entries, problems = parse_list(list_file, cfg.list_order, cfg.num_class)
+    try:
+        entries, problems = parse_list(list_file, cfg.list_order, cfg.num_class)
+    except ValueError as e:  # not UTF-8 text: the whole list is unreadable
+        return [("malformed", str(e))], 0
     num_lines = len(entries) + len(problems)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda entry: check_entry(list_file, reader, cfg.root, entry, decode), entries)
