@@ -6,6 +6,7 @@ another frame or video: a bad one raises BadSampleError naming the video and the
 dataset either stops on it or, under the skip policy, hands the collate function a marker that
 is counted and reported at the end of the epoch.
 """
+import functools
 import io
 import os
 import re
@@ -401,14 +402,21 @@ def _check_video_file(path):
         raise BadSampleError(path, None, problem)
 
 
-def avi_reorders_frames(path, packets=64):
+def avi_reorders_frames(path):
     """True for an AVI file whose frames are stored out of display order (MPEG-4 B-frames, often
     "packed"). AVI keeps no presentation times, so the times FFmpeg guesses for these are off by
     one near every B-frame: decord's seeking and torchcodec's frame index then return neighbouring
-    frames (frame 3 for 13, frame i - 1 for i; seen on real clips). Only a decode in order is exact."""
+    frames (frame 3 for 13, frame i - 1 for i; seen on real clips). Only a decode in order is exact.
+    Remembered per file (path, size, modification time): a worker reads each video many times."""
     with open(path, "rb") as f:
         if f.read(12)[8:12] != b"AVI ":
             return False
+    info = os.stat(path)
+    return _avi_reorders(path, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _avi_reorders(path, size, mtime, packets=64):
     import av
     with av.open(path) as container:
         if not container.streams.video:
