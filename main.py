@@ -21,7 +21,7 @@ from ops import checkpoint as ckpt
 from ops.checkpoint_formats import load_weights
 from ops import distributed as du
 from ops.data import build_dataset, build_loader, preflight
-from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
+from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, check_torchcodec, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
@@ -69,6 +69,11 @@ def resolve_dataset(args, parser):
         if not path or not os.path.isfile(path):
             parser.error(f"{subset} list file not found: {path} (dataset root {dataset_cfg.root!r}; "
                          f"see --root_path, $STTNET_DATA, --{subset}_list)")
+    if dataset_cfg.data_format == "video" and args.decoder == "torchcodec":
+        try:
+            check_torchcodec()
+        except ImportError as err:
+            parser.error(str(err))
     return dataset_cfg
 
 

@@ -66,3 +66,16 @@ def test_accepted_combination_and_loader(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="main process: use 0 workers"):
         build_loader(dataset, "val", 1, workers=2)
     assert build_loader(dataset, "val", 1, workers=0, pin_memory=True).pin_memory is False
+
+
+def test_missing_ffmpeg_libraries_is_one_line_at_start(monkeypatch, tmp_path, capsys):
+    torchcodec = pytest.importorskip("torchcodec")
+    monkeypatch.setattr(torchcodec, "ffmpeg_major_version", None)
+    (tmp_path / "list.txt").write_text("v.mp4 0\n")
+    parser = main.build_train_parser()
+    argv = ["custom", "RGB", "--num_class", "3", "--data_format", "video", "--train_list", str(tmp_path / "list.txt"),
+            "--val_list", str(tmp_path / "list.txt")]
+    with pytest.raises(SystemExit):
+        main.resolve_dataset(parser.parse_args(argv), parser)
+    assert "--decoder torchcodec needs FFmpeg's shared libraries" in capsys.readouterr().err
+    assert main.resolve_dataset(parser.parse_args(argv + ["--decoder", "pyav"]), parser).data_format == "video"
