@@ -135,6 +135,37 @@ def tsm_checkpoint(shift, num_class=174, trained=False):
     return {"epoch": 25, "arch": "resnet50", "state_dict": state, "best_prec1": 45.3}
 
 
+def sttnet_release_checkpoint(num_class=51):
+    """The STTNet release's TSN over TDN's network (ICME2022/CTNet ops/tdn_net.py, base_module.py):
+    `base_model.conv1/bn1` and `base_model.layerN_bak` are fbresnet50 (convolutions with biases;
+    in layers 2-4 each block also has an mSE module and a learnable shift `shift.conv`), beside the
+    difference stem (`conv1_temp`, `conv1_5`, `resnext_layer1`), the pretext projections and the
+    attention; `new_fc` classifies."""
+    keys = []
+    for where, shape in resnet50_convs():
+        if where == ("stem",):
+            for stem in ("conv1", "conv1_temp"):
+                keys += [(f"base_model.{stem}.weight", shape), (f"base_model.{stem}.bias", shape[:1])]
+            keys += [(f"base_model.bn1.{p}", shape[:1]) for p in BN_PARAMS]
+            keys += with_bn("base_model.conv1_5.0.weight", "base_model.conv1_5.1", (64, 12, 7, 7))
+            continue
+        s, j, conv = where
+        for layer in ([f"layer{s}_bak"] + (["resnext_layer1"] if s == 1 else [])):
+            block = f"base_model.{layer}.{j}"
+            conv_name, bn_name = (f"{block}.downsample.0", f"{block}.downsample.1") if conv == "down" \
+                else (f"{block}.{conv}", f"{block}.bn{conv[-1]}")
+            keys += with_bn(f"{conv_name}.weight", bn_name, shape) + [(f"{conv_name}.bias", shape[:1])]
+            if s > 1 and conv == "conv1":
+                planes = shape[0]
+                keys += with_bn(f"{block}.mse.conv1.weight", f"{block}.mse.bn1", (planes // 16, planes, 1, 1))
+                keys += [(f"{block}.mse.conv3.weight", (planes, planes // 16, 1, 1)),
+                         (f"{block}.shift.conv.weight", (planes, 1, 3))]
+    keys += [("base_model.fc_shuffle_rbrf.weight", (2048, 2048)), ("base_model.fc_shuffle_rbrc.weight", (2048, 1)),
+             ("base_model.scsattention.query_conv.weight", (256, 2048, 1, 1)),
+             ("new_fc.weight", (num_class, 2048)), ("new_fc.bias", (num_class,))]
+    return {"epoch": 50, "arch": "resnet50", "state_dict": {"module." + k: v for k, v in filled(keys).items()}}
+
+
 class HistoryBuffer:
     """Stands for a non-tensor type a checkpoint pickles (MMEngine's message hub); restoring it
     would run this code, which the loader must never do."""
@@ -165,6 +196,8 @@ def files(tmp_path_factory):
     buf = HistoryBuffer()
     save("mmaction2_tsn", {"meta": {"mmaction2_version": "1.2.0", "CLASSES": None}, "message_hub": buf,
                            "state_dict": mmaction2_resnet(resnet50_convs())})
+    save("mmaction2_tsm", {"state_dict": mmaction2_resnet(resnet50_convs(), shift=True)})
+    save("sttnet_release", sttnet_release_checkpoint())
     save("mmaction2_i3d", {"meta": {"epoch": 100}, "state_dict": mmaction2_resnet(resnet50_convs(5, I3D_KERNELS))})
     save("mmaction2_slowonly", {"state_dict": mmaction2_resnet(resnet50_convs(1, SLOW_KERNELS))})
     save("pyslowfast_i3d", {"epoch": 196, "model_state": pyslowfast_resnet(resnet50_convs(5, I3D_KERNELS)),
@@ -248,6 +281,35 @@ def test_mmaction2_tsn_resnet50_loads_and_its_metadata_is_never_run(files):
                        state["backbone.layer2.0.downsample.bn.running_var"])
     assert torch.equal(model.base_model.bn1.weight, state["backbone.conv1.bn.weight"])
     assert torch.equal(model.consensus.new_fc.weight, state["cls_head.fc_cls.weight"])
+
+
+def test_mmaction2_tsm_resnet50_loads_fully_with_the_shift(files):
+    state, _ = read_checkpoint(files["mmaction2_tsm"])
+    model = build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2, **SHIFT))
+    report = load_weights(model, files["mmaction2_tsm"])
+    assert report["layout"] == "mmaction2" and len(report["loaded"]) == 320
+    assert_full(report)
+    assert torch.equal(model.base_model.layer3[5].conv1.net.weight, state["backbone.layer3.5.conv1.conv.net.weight"])
+    with pytest.raises(ValueError, match="pass --shift"):
+        load_weights(build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2)),
+                     files["mmaction2_tsm"])
+
+
+def test_sttnet_release_is_refused_and_its_resnet_path_loads_on_request(files):
+    state, _ = read_checkpoint(files["sttnet_release"])
+    model = build_model(dict(model="sttnet", arch="resnet50", num_class=51, num_segments=2, crop_size=64, scsa_dim=32))
+    with pytest.raises(ValueError, match="STTNet release's TDN network"):
+        load_weights(model, files["sttnet_release"])
+    report = load_weights(model, files["sttnet_release"], allow_partial=True)
+    assert report["layout"] == "sttnet_release" and report["unloaded"] == [] and report["mismatched"] == []
+    assert "consensus.new_fc.weight" in report["loaded"]
+    assert {k.split(".")[1] for k in report["unexpected"]} == {"conv1_5", "conv1_temp", "resnext_layer1",
+                                                              "fc_shuffle_rbrf", "fc_shuffle_rbrc", "scsattention",
+                                                              "conv1", "layer1_bak", "layer2_bak", "layer3_bak",
+                                                              "layer4_bak"}
+    assert all(k.endswith(".bias") or ".mse." in k or ".shift." in k
+               for k in report["unexpected"] if "_bak." in k)
+    assert torch.equal(model.base_model.layer2[3].conv2.weight, state["base_model.layer2_bak.3.conv2.weight"])
 
 
 @pytest.mark.parametrize("arch,name", [("i3d_r50", "mmaction2_i3d"), ("i3d_r50", "pyslowfast_i3d"),
