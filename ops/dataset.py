@@ -438,8 +438,9 @@ def _check_range(path, unique, total):
 class DecordReader:
     """Videos decoded with decord (one thread per worker). decord's last release is from 2021; its
     known defects are caught: a cut-off file (it reads what is left; checked from the container's
-    sizes), AVI files with B-frames (its seeks return wrong frames: read in order with PyAV), and
-    some frame widths it mis-converts (16, 24, 48, 72 px seen: a wrong shape is an error)."""
+    sizes), AVI files with B-frames (its seeks return wrong frames) and frame widths its colour
+    conversion fails on (16, 24, 48, 72 px seen: "Check failed: from_size"); the last two are read
+    with PyAV instead, so the frames are still exact."""
 
     def __init__(self, num_threads=1):
         self.num_threads = num_threads
@@ -468,6 +469,8 @@ class DecordReader:
         try:
             frames = reader.get_batch(unique.tolist()).asnumpy()
         except (decord.DECORDError, RuntimeError) as e:
+            if "Check failed: from_size" in str(e):   # decord's width bug, not the video's fault
+                return PyAVReader().read(path, indices)
             raise BadSampleError(path, None, f"cannot decode frames {unique.tolist()}: {_first_line(e)}") from None
         if frames.ndim != 4 or frames.shape[0] != len(unique) or frames.shape[-1] != 3:
             raise BadSampleError(path, None, f"decord returned frames of shape {frames.shape}")

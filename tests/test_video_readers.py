@@ -68,6 +68,12 @@ def test_readers_return_the_frames_of_a_sequential_decode(videos, decoder, name)
         assert np.abs(frames.astype(int) - truth[indices].astype(int)).max() <= (0 if decoder == "pyav" else 3)
 
 
+def test_decord_width_bug_is_read_exactly(tmp_path):
+    path = write_video(str(tmp_path / "w48.mp4"), make_frames(6, H, 48))   # decord's conversion fails at 48 px
+    frames = DecordReader().read(path, [4, 1, 4])
+    assert frames.shape == (3, H, 48, 3) and frame_indices_of(frames) == [4, 1, 4]
+
+
 def test_avi_with_b_frames_is_detected(videos):
     assert avi_reorders_frames(videos["avi b-frames"])
     assert not avi_reorders_frames(videos["avi"])
