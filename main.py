@@ -83,6 +83,14 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def set_cuda_flags(tf32, deterministic):
+    """TF32 tensor cores for fp32 matmuls and convolutions (--no_tf32: full fp32), and cuDNN's
+    autotuner, which pays off because training shapes are fixed (off with --deterministic)."""
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = not deterministic
+
+
 def make_optimizer(args, groups):
     if args.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -112,6 +120,8 @@ def main(argv=None):
     device = dist.device
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        set_cuda_flags(args.tf32, args.deterministic)
     store_name = run_name(args)
     log_dir = os.path.join(args.root_log, store_name)
     model_dir = os.path.join(args.root_model, store_name)
@@ -166,11 +176,12 @@ def main(argv=None):
     try:  # a malformed list line or a too-small list: one line naming the file and line
         val_set = build_dataset(config, model, dataset_cfg, "val")
         val_loader = build_loader(val_set, "val", args.batch_size, args.workers, dist.rank, dist.world_size,
-                                  pin_memory=device.type == "cuda")
+                                  pin_memory=device.type == "cuda", prefetch_factor=args.prefetch_factor)
         if not args.evaluate:
             train_set = build_dataset(config, model, dataset_cfg, "train")
             train_loader = build_loader(train_set, "train", args.batch_size, args.workers, dist.rank,
-                                        dist.world_size, seed=args.seed, pin_memory=device.type == "cuda")
+                                        dist.world_size, seed=args.seed, pin_memory=device.type == "cuda",
+                                        prefetch_factor=args.prefetch_factor)
     except ValueError as err:
         parser.error(str(err))
     if not args.evaluate:
@@ -199,7 +210,7 @@ def main(argv=None):
     schedule = LRSchedule(optimizer, args.lr, args.lr_type, args.epochs,
                           0 if args.evaluate else len(train_loader), args.lr_steps, args.warmup_epochs,
                           patience=args.lr_patience)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
     start_epoch, best_metric, best_epoch = 0, None, None
     best_path = os.path.join(model_dir, "ckpt.best.pth")
@@ -232,15 +243,16 @@ def main(argv=None):
         trainable = freeze_for_linear_probe(model, config["trainable"])
         log.text(f"=> linear probe: training only {', '.join(trainable)}")
 
-    bare = model
+    # Validation runs the model without DDP (ranks may hold different numbers of batches), compiled
+    # too under --compile.
+    val_model = torch.compile(model) if args.compile else model
     if dist.distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=keep_views)
+        model = du.wrap_ddp(model, device, compiled=args.compile)
     if args.compile:
         model = torch.compile(model)
 
     def run_validation(epoch):
-        stats, skipped = validate(bare, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
+        stats, skipped = validate(val_model, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
                                   keep_views=keep_views, progress=not args.no_progress)
         if skipped:
             log.text(f"validation: {skip_report(skipped)}")

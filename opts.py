@@ -64,7 +64,9 @@ def add_data_args(parser):
                    help="training crop: TSN multi-scale crop, random resized crop, scale + random crop, or the "
                         "centre view (default: the dataset's own, else multiscale for 2D models and scale_crop "
                         "for clip models)")
-    g.add_argument("-j", "--workers", type=int, default=4, help="data-loading worker processes")
+    g.add_argument("-j", "--workers", type=int, default=4,
+                   help="data-loading worker processes (they persist across epochs and validations)")
+    g.add_argument("--prefetch_factor", type=int, default=2, help="batches each worker loads ahead")
     return g
 
 
@@ -166,6 +168,13 @@ def add_ssl_args(parser):
     return g
 
 
+def add_amp_arg(group):
+    """--amp, shared by main.py, test_models.py and tools/benchmark_train.py."""
+    group.add_argument("--amp", default=None, choices=["bf16", "fp16"],
+                       help="mixed precision: bf16 autocast (no loss scaling; Ampere or newer GPUs, CPUs), or "
+                            "fp16 autocast with a GradScaler (whose inf check reads the device once per step)")
+
+
 def add_train_args(parser):
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=50, help="training epochs")
@@ -184,10 +193,15 @@ def add_train_args(parser):
                    help="weight decay")
     g.add_argument("--gd", "--clip-gradient", "--clip_gradient", dest="clip_gradient", type=float, default=None,
                    help="clip gradients to this total norm")
-    g.add_argument("--amp", action="store_true", help="mixed precision (fp16 + scaler on CUDA, bf16 on CPU)")
+    add_amp_arg(g)
     g.add_argument("--sync_bn", action="store_true", help="synchronise BatchNorm statistics across processes")
-    g.add_argument("--channels_last", action="store_true", help="channels-last memory format (CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--channels_last", action="store_true",
+                   help="channels-last memory format for the model and its input (CUDA convolutions; see "
+                        "docs/benchmarks.md)")
+    g.add_argument("--no_tf32", dest="tf32", action="store_false",
+                   help="CUDA: full fp32 matmuls and convolutions (default: TF32 tensor cores, "
+                        "torch.set_float32_matmul_precision('high'))")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (training and validation)")
     g.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
     return g
@@ -306,7 +320,7 @@ def check_shift(args, parser):
 def check_args(args, parser):
     """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
     positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq",
-                "bn_splits"]
+                "bn_splits", "prefetch_factor"]
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1 (got {getattr(args, name)})")

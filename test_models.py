@@ -23,13 +23,14 @@ from ops import distributed as du
 from ops.data import build_dataset, build_loader
 from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
 from ops.dataset_configs import get_dataset_config
+from ops.engine import amp_dtype
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
 from ops.models import model_from_checkpoint, model_label
 from ops.registry import MODELS
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
-from opts import VIDEO_DECODERS, HelpFormatter, add_skip_ceiling, one_line_errors
+from opts import VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
 
 logger = logging.getLogger("test_models")
 
@@ -65,7 +66,7 @@ def build_parser():
     p.add_argument("-j", "--workers", type=int, default=4, help="data-loading workers")
     p.add_argument("--on_bad_sample", default=None, choices=["error", "skip"], help="default: error")
     add_skip_ceiling(p)
-    p.add_argument("--amp", action="store_true", help="mixed precision inference")
+    add_amp_arg(p)
     p.add_argument("--save_dir", default=None, help="output folder (default: beside the first checkpoint)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
@@ -129,7 +130,7 @@ def evaluate_checkpoint(path, args, dist):
     logger.info(f"=> {path}: {model_label(cfg)} on {len(dataset)} videos of {test_list}\n"
                 f"   {dataset.sampler!r}\n   {dataset.transform!r}")
     normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
-    amp = (torch.float16 if dist.device.type == "cuda" else torch.bfloat16) if args.amp else None
+    amp = amp_dtype(args.amp)
     # CPC-Trans's protocol is the mean of softmax over its windows (ssl.md).
     softmax = args.softmax or cfg.get("model") == "cpc_trans_ft"
     indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=softmax,

@@ -3,9 +3,9 @@
 The model decides what it is fed: `model.input_spec` gives the layout (frames for 2D models,
 clip for 3D ones) and the crop/scale sizes; a model may replace the default sampler or transform
 with `make_sampler(mode)` / `make_transform(mode)` (the SSL methods need several clips per item).
-Training shards with DistributedSampler (reshuffled per epoch by set_epoch); validation and test
-use ShardSampler, which splits the videos between ranks without padding, so every video is
-scored exactly once.
+Training shards with EpochSampler (a DistributedSampler, reshuffled per epoch by set_epoch, whose
+items carry the epoch to the workers); validation and test use ShardSampler, which splits the
+videos between ranks without padding, so every video is scored exactly once.
 """
 import random
 
@@ -30,6 +30,15 @@ class ShardSampler(Sampler):
 
     def __len__(self):
         return len(range(self.rank, self.length, self.world_size))
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose items are (epoch, index): the epoch set by set_epoch reaches the
+    dataset in workers that live across epochs (persistent workers never see the main process's
+    dataset.set_epoch), so item i of epoch e is the same whatever the worker setup."""
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in super().__iter__())
 
 
 def default_sampler(cfg, spec, mode, num_clips=1, twice_sample=False):
@@ -82,12 +91,16 @@ def seed_worker(worker_id):
     random.seed(seed)
 
 
-def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=0, pin_memory=False):
-    """Training: DistributedSampler (shuffled, reseeded by set_epoch, incomplete last batch
-    dropped); val/test: ShardSampler, every video once, nothing dropped. Workers are not
-    persistent, so they see the dataset's set_epoch."""
+def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=0, pin_memory=False,
+                 prefetch_factor=None):
+    """Training: EpochSampler (shuffled, reseeded by set_epoch, incomplete last batch dropped);
+    val/test: ShardSampler, every video once, nothing dropped. Workers persist across epochs and
+    validations (no re-fork each time); `prefetch_factor` batches per worker are loaded ahead
+    (None: PyTorch's default, 2). The loader draws its worker seeds from a generator of its own:
+    the global one (dropout, model-side draws) then does not depend on when iterators are
+    created, which differs between a straight run and a resumed one once workers persist."""
     if mode == "train":
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         if len(sampler) < batch_size:
             raise ValueError(f"the training list has {len(dataset)} videos, {len(sampler)} per process: fewer "
                              f"than one batch of {batch_size}; lower --batch-size")
@@ -99,7 +112,9 @@ def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=
         pin_memory = False
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_skip, pin_memory=pin_memory, drop_last=mode == "train",
-                      worker_init_fn=seed_worker, persistent_workers=False)
+                      worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=workers > 0,
+                      prefetch_factor=prefetch_factor if workers > 0 else None)
 
 
 def preflight(dataset, max_skip_fraction=1.0):

@@ -709,7 +709,8 @@ class VideoDataset(torch.utils.data.Dataset):
     (num_frames, rng) to indices [C, T]; transform: (frames [C, T, H, W, 3], label, rng) ->
     (tensor [V, T, h, w, 3], label), or None to return the C clips as the views unchanged.
     The rng of item i is np.random.default_rng([seed, epoch, i]), so an item depends only on
-    (seed, epoch, i), whichever worker builds it; call set_epoch(e) before each epoch.
+    (seed, epoch, i), whichever worker builds it; the epoch is the one of set_epoch(e), or comes
+    with the index as ds[(e, i)] (ops.data.EpochSampler, for workers that outlive an epoch).
     on_bad_sample: 'error' raises BadSampleError with the list file and line added; 'skip'
     returns a `Skipped` marker that `collate_skip` drops and reports.
     """
@@ -742,8 +743,9 @@ class VideoDataset(torch.utils.data.Dataset):
         frames = self.reader.read(path, indices.reshape(-1))
         return frames.reshape(indices.shape + frames.shape[1:]), int(vl.labels[index])
 
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, index])
         try:
             frames, label = self.load(index, rng)
         except BadSampleError as e:

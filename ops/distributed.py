@@ -8,6 +8,7 @@ gloo on CPU.
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -45,6 +46,19 @@ def init_distributed(local_rank=None):
     return DistInfo(rank, world_size, local_rank, device)
 
 
+def wrap_ddp(model, device, compiled=False):
+    """DistributedDataParallel tuned for the step: gradients are views of the all-reduce buckets
+    (no copy), and the graph is declared static (DDP then skips per-step bookkeeping), except
+    under torch.compile, whose DDP graph splitting has not always supported static graphs.
+    Every model of the framework gives every trainable parameter a gradient at every step; one
+    that does not must say so with a class attribute `needs_unused_parameters = True`, and gets
+    find_unused_parameters (a search of the graph every step) instead of the static graph."""
+    unused = getattr(model, "needs_unused_parameters", False)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True,
+        find_unused_parameters=unused, static_graph=not (unused or compiled))
+
+
 def is_dist():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -77,6 +91,43 @@ def all_reduce_sum(tensor):
     return tensor
 
 
+_host_group = None
+
+
+def host_group():
+    """A gloo group over every rank, for small agreements the host makes without waiting for the
+    device (on GPUs the default group is NCCL, whose tensors live on the device). Created on first
+    use; every rank must call it at the same point (it is a collective the first time)."""
+    global _host_group
+    if _host_group is None:
+        _host_group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    return _host_group
+
+
+def agree_on_empty(batches, group):
+    """Yields (batch, empty on some rank) for each collated batch (frames None = every item bad).
+
+    The ranks exchange each batch's flag with an asynchronous all-reduce over `group` (a host
+    group) as soon as the batch arrives, and the answer is taken one batch later, when it is long
+    there: no rank waits for the exchange, and the device is never read."""
+    pending = None
+    for batch in batches:
+        flag = np.array([float(batch[0] is None)])
+        work = dist.all_reduce(torch.from_numpy(flag), group=group, async_op=True)
+        if pending is not None:
+            yield _agreed(*pending)
+        pending = batch, flag, work
+    if pending is not None:
+        yield _agreed(*pending)
+
+
+def _agreed(batch, flag, work):
+    work.wait()
+    return batch, bool(flag[0] > 0)
+
+
 def cleanup():
+    global _host_group
     if is_dist():
         dist.destroy_process_group()
+    _host_group = None

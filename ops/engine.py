@@ -3,9 +3,14 @@ and the run log. Nothing here knows which model it trains: it sees uint8 frames,
 and the output contract of ops.models.as_output.
 
 Training step: x = normalize(frames); out = as_output(model(x));
-loss = CE(out.logits, labels) (if logits) + sum(out.losses). Mixed precision is fp16 with a
-GradScaler on CUDA and bf16 autocast on CPU. Every model-reported loss and metric is averaged over
-the epoch (over all ranks) and logged as train/<name>.
+loss = CE(out.logits, labels) (if logits) + sum(out.losses). Mixed precision (`amp`): "bf16"
+autocast, or "fp16" autocast with a GradScaler. Every model-reported loss and metric is averaged
+over the epoch (over all ranks) and logged as train/<name>.
+
+The host never waits for the device inside a step: the meters add on the device and are read once
+per `print_freq` iterations and at the end of the epoch (tests/test_host_syncs.py counts the
+reads), and the batch is the only host-to-device copy (`to_device`, asynchronous from pinned
+memory). On a GPU the host thus queues work ahead of the device.
 """
 import datetime
 import json
@@ -13,7 +18,6 @@ import logging
 import math
 import os
 import time
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +32,22 @@ from ops.models import as_output
 logger = logging.getLogger(__name__)
 
 
-def amp_dtype(device, amp):
-    """fp16 on CUDA (with a GradScaler), bf16 on CPU (no scaler needed), None when off."""
-    if not amp:
-        return None
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp):
+    """The autocast dtype of an --amp value ("bf16", "fp16"), None when off. fp16 needs a
+    GradScaler (its gradients underflow); bf16 has fp32's range and needs none."""
+    return AMP_DTYPES[amp] if amp else None
+
+
+def to_device(tensors, device):
+    """The batch's host tensors on the device: the one host-to-device copy of a step, which does
+    not block the host when the loader pins memory."""
+    moved = []
+    for t in tensors:
+        moved.append(t.to(device, non_blocking=True))
+    return moved
 
 
 class LRSchedule:
@@ -149,60 +164,94 @@ def forward_input(x, keep_views):
 
 
 def compute_loss(out, labels):
-    """Total loss and its named parts (plain floats for logging)."""
+    """Total loss and its named parts (tensors; the meters read them later)."""
     parts = {}
-    total = 0.0
     if out["logits"] is not None:
-        ce = F.cross_entropy(out["logits"].float(), labels)
-        parts["loss_ce"] = ce
-        total = total + ce
-    for name, value in out["losses"].items():
-        parts[name] = value
-        total = total + value.float()
-    if not torch.is_tensor(total):
+        parts["loss_ce"] = F.cross_entropy(out["logits"].float(), labels)
+    parts.update(out["losses"])
+    if not parts:
         raise ValueError("the model returned neither logits nor losses: nothing to train")
+    terms = iter(parts.values())
+    total = next(terms).float()
+    for value in terms:
+        total = total + value.float()
     return total, parts
 
 
 class EpochMeter:
-    """Sums over an epoch, reduced over ranks at the end: loss parts, metrics, accuracy counts."""
+    """Sums over an epoch, kept on the device: loss parts and metrics (weighted by batch size),
+    top-1/5 hits and per-class [misses, hits].
 
-    def __init__(self, num_class):
-        self.num_class = num_class
-        self.sums = defaultdict(float)
-        self.count = 0
-        self.class_hits = torch.zeros(num_class, dtype=torch.float64)
-        self.class_total = torch.zeros(num_class, dtype=torch.float64)
+    `update` only keeps the step's values (one small kernel); every `fold_every` updates, and
+    before each read, the kept values are added to the sums in a few batched kernels, so a step
+    costs next to nothing and never reads the device. `read` (one transfer) and `reduce` (one
+    all-reduce, one transfer) read it. The names, and whether there are logits, must be the same
+    in every update."""
+
+    def __init__(self, num_class, device, fold_every=32):
+        self.num_class, self.device, self.fold_every = num_class, device, fold_every
+        self.names, self.with_logits, self.count, self.pending = None, False, 0, []
+        self.sums = torch.zeros(0, dtype=torch.float64, device=device)
+        self.hits = torch.zeros(2, dtype=torch.float64, device=device)
+        self.class_counts = torch.zeros(num_class, 2, dtype=torch.float64, device=device)
+        self.one = torch.ones((), dtype=torch.float64, device=device)
 
     def update(self, n, loss, parts, metrics, logits, labels):
+        """n items; loss, parts and metrics are per-item means (0-dim tensors on the device)."""
+        values = {"loss": loss, **parts, **metrics}
+        if self.names is None:
+            self.names, self.with_logits = sorted(values), logits is not None
+            self.sums = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
+        elif sorted(values) != self.names or (logits is not None) != self.with_logits:
+            raise ValueError(f"the model reported {sorted(values)} after {self.names} (logits: "
+                             f"{logits is not None} after {self.with_logits}): the outputs must not change")
+        with torch.no_grad():
+            scalars = torch.stack([values[k] for k in self.names])
+        self.pending.append((n, scalars, logits.detach() if logits is not None else None, labels))
         self.count += n
-        self.sums["loss"] += loss * n
-        for name, value in {**parts, **metrics}.items():
-            self.sums[name] += float(value) * n
-        if logits is not None:
-            labels = labels.cpu()
-            topk = logits.detach().float().topk(min(5, logits.shape[1]), dim=1).indices.cpu()
-            hit1 = (topk[:, 0] == labels).double()
-            self.sums["top1"] += hit1.sum().item() * 100
-            self.sums["top5"] += (topk == labels[:, None]).any(1).double().sum().item() * 100
-            self.class_hits.index_add_(0, labels, hit1)
-            self.class_total.index_add_(0, labels, torch.ones_like(hit1))
+        if len(self.pending) >= self.fold_every:
+            self.fold()
 
-    def running(self, name):
-        return self.sums[name] / max(self.count, 1)
+    def fold(self):
+        """Add the kept steps to the sums (device kernels only)."""
+        if not self.pending:
+            return
+        for n in {n for n, *_ in self.pending}:  # one batch size, except in validation
+            self.sums.add_(torch.stack([v for m, v, *_ in self.pending if m == n]).float().sum(dim=0), alpha=n)
+        if self.with_logits:
+            logits = torch.cat([lg.float() for _, _, lg, _ in self.pending])
+            labels = torch.cat([lb for *_, lb in self.pending])
+            hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+            hit1 = hits[:, 0]
+            self.hits.add_(torch.stack([hit1, hits.any(dim=1)]).sum(dim=1))
+            self.class_counts.index_put_((labels, hit1.long()), self.one, accumulate=True)
+        self.pending = []
+
+    def averages(self, count, sums, class_counts=None):
+        """{name: mean} over `count` items from [sums of the names..., top-1 hits, top-5 hits] and
+        per-class [misses, hits] (for the mean class accuracy over the classes present)."""
+        count, k = max(count, 1), len(self.names or [])
+        result = {name: v / count for name, v in zip(self.names or [], sums)}
+        if self.with_logits:
+            result.update(top1=100 * sums[k] / count, top5=100 * sums[k + 1] / count)
+            if class_counts is not None:
+                present = [(h, m + h) for m, h in class_counts if m + h > 0]
+                result["mean_class_acc"] = 100 * sum(h / t for h, t in present) / max(len(present), 1)
+        return result
+
+    def read(self):
+        """Running averages on this rank (one device-to-host transfer)."""
+        self.fold()
+        return self.averages(self.count, torch.cat([self.sums, self.hits]).tolist())
 
     def reduce(self):
         """Epoch averages over every rank (the names are the same on every rank)."""
-        names = sorted(self.sums)
-        packed = torch.tensor([self.count] + [self.sums[n] for n in names], dtype=torch.float64)
-        packed = du.all_reduce_sum(packed)
-        hits, total = du.all_reduce_sum(self.class_hits), du.all_reduce_sum(self.class_total)
-        count = max(packed[0].item(), 1)
-        result = {n: packed[i + 1].item() / count for i, n in enumerate(names)}
-        result["samples"] = int(packed[0].item())
-        if "top1" in result:
-            present = total > 0
-            result["mean_class_acc"] = (hits[present] / total[present]).mean().item() * 100
+        self.fold()
+        count = torch.full((1,), float(self.count), dtype=torch.float64, device=self.device)
+        packed = du.all_reduce_sum(torch.cat([count, self.sums, self.hits, self.class_counts.flatten()])).tolist()
+        per_class = packed[3 + len(self.sums):]
+        result = self.averages(packed[0], packed[1:3 + len(self.sums)], list(zip(per_class[::2], per_class[1::2])))
+        result["samples"] = int(packed[0])
         return result
 
 
@@ -214,78 +263,74 @@ def run_eta(elapsed, it, iters, epoch, epochs):
 
 
 def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, device, epoch, num_class,
-                    amp=False, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
+                    amp=None, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
                     agree_on_empty=False, max_skip_fraction=None, epochs=None):
     """One epoch; returns the epoch averages (loss, loss parts, model metrics, top1/top5/mean class
-    accuracy when the model gives logits, lr, clips_per_s, data_time, samples trained on) and the
-    skipped sample names.
+    accuracy when the model gives logits, lr, clips_per_s, data_time per iteration, data_share of
+    the epoch's time, samples trained on) and the skipped sample names. clips_per_s counts the time
+    not spent waiting for data, measured to the end of the epoch's last step on the device.
 
     `max_skip_fraction`: stop (SkipLimitError) as soon as this process has skipped more than that
     fraction of its epoch's samples, rather than after a wasted epoch. `agree_on_empty` (DDP with
     the skip policy): a batch whose every item was bad on one rank is skipped on every rank, since
-    DDP's gradient all-reduce needs all ranks in each step. `epochs` (the run's length) adds the
-    whole run's ETA to the progress bar and the log lines."""
+    DDP's gradient all-reduce needs all ranks in each step (the ranks agree one batch ahead over
+    the host, see ops.distributed.agree_on_empty). `epochs` (the run's length) adds the whole
+    run's ETA to the progress bar and the log lines."""
     model.train()
-    meter = EpochMeter(num_class)
-    dtype = amp_dtype(device, amp)
+    meter = EpochMeter(num_class, device)
+    dtype = amp_dtype(amp)
     show = progress and du.is_main()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not show, dynamic_ncols=True, leave=False)
-    skipped, data_time, step_time, clips = [], 0.0, 0.0, 0
-    end = start = time.perf_counter()
-    for it, (frames, labels, _, batch_skipped) in enumerate(bar):
+    batches = du.agree_on_empty(bar, du.host_group()) if agree_on_empty else ((b, b[0] is None) for b in bar)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    skipped, data_time, clips = [], 0.0, 0
+    start = end = time.perf_counter()
+    for it, ((frames, labels, _, batch_skipped), empty) in enumerate(batches):
         skipped.extend(batch_skipped)
         if batch_skipped and max_skip_fraction is not None:
             check_skip_ceiling(skipped, len(loader) * loader.batch_size, max_skip_fraction, f"epoch {epoch + 1}")
-        waited = time.perf_counter() - end
+        data_time += time.perf_counter() - end
         schedule.step(epoch, it)
-        if agree_on_empty:
-            empty = du.all_reduce_sum(torch.tensor([float(frames is None)], device=device)).item() > 0
-        else:
-            empty = frames is None
-        if empty:  # every item of the batch was skipped as bad (on some rank)
-            end = time.perf_counter()
-            continue
-        frames = frames.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = as_output(model(forward_input(normalize(frames), keep_views)))
-            loss, parts = compute_loss(out, labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_gradient:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_gradient)
-        scaler.step(optimizer)
-        scaler.update()
-        n = frames.shape[0]
-        meter.update(n, loss.item(), {k: v.item() for k, v in parts.items()},
-                     {k: float(v) for k, v in out["metrics"].items()}, out["logits"], labels)
-        elapsed = time.perf_counter() - end
-        data_time, step_time, clips = data_time + waited, step_time + elapsed, clips + n
+        if not empty:  # else every item of the batch was skipped as bad (on some rank)
+            frames, labels = to_device((frames, labels), device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = as_output(model(forward_input(normalize(frames), keep_views)))
+                loss, parts = compute_loss(out, labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if clip_gradient:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, clip_gradient)
+            scaler.step(optimizer)
+            scaler.update()
+            meter.update(frames.shape[0], loss, parts, out["metrics"], out["logits"], labels)
+            clips += frames.shape[0]
+        if print_freq and (it + 1) % print_freq == 0 and (show or log is not None):
+            running = meter.read()  # the one read of the device between log lines
+            eta = run_eta(time.perf_counter() - start, it, len(loader), epoch, epochs) if epochs else None
+            if show:
+                post = {"loss": f"{running.get('loss', math.nan):.3f}"}
+                if "top1" in running:
+                    post["acc"] = f"{running['top1']:.1f}"
+                post.update(lr=f"{schedule.lr:.2e}", data=f"{data_time / (it + 1):.2f}s")
+                if eta:
+                    post["run_eta"] = eta
+                bar.set_postfix(post, refresh=False)
+            if log is not None:
+                log.text(f"epoch {epoch + 1} iter {it + 1}/{len(loader)} loss {running.get('loss', math.nan):.4f} "
+                         f"lr {schedule.lr:.3e} data {data_time / (it + 1):.3f}s" + (f" run eta {eta}" if eta else ""),
+                         echo=not show)
         end = time.perf_counter()
-        eta = run_eta(end - start, it, len(loader), epoch, epochs) if epochs else None
-        if show:
-            post = {"loss": f"{meter.running('loss'):.3f}"}
-            if out["logits"] is not None:
-                post["acc"] = f"{meter.running('top1'):.1f}"
-            post.update(lr=f"{schedule.lr:.2e}", data=f"{waited:.2f}s",
-                        clips_s=f"{n * du.get_world_size() / max(elapsed, 1e-9):.1f}")
-            if eta:
-                post["run_eta"] = eta
-            bar.set_postfix(post, refresh=False)
-        if log is not None and print_freq and (it + 1) % print_freq == 0:
-            log.text(f"epoch {epoch + 1} iter {it + 1}/{len(loader)} loss {meter.running('loss'):.4f} "
-                     f"lr {schedule.lr:.3e} data {data_time / (it + 1):.3f}s" + (f" run eta {eta}" if eta else ""),
-                     echo=not show)
     bar.close()
-    stats = meter.reduce()
-    stats.update(lr=schedule.lr, clips_per_s=clips * du.get_world_size() / max(step_time, 1e-9),
-                 data_time=data_time / max(len(loader), 1))
+    stats = meter.reduce()  # reads the device, so every step has finished when the clock stops
+    wall = time.perf_counter() - start
+    stats.update(lr=schedule.lr, clips_per_s=clips * du.get_world_size() / max(wall - data_time, 1e-9),
+                 data_time=data_time / max(len(loader), 1), data_share=data_time / max(wall, 1e-9))
     return stats, gather_names(skipped)
 
 
 @torch.no_grad()
-def validate(model, loader, normalize, device, num_class, amp=False, keep_views=False, progress=True):
+def validate(model, loader, normalize, device, num_class, amp=None, keep_views=False, progress=True):
     """Validation over every video exactly once (whatever the number of ranks).
 
     Models with logits: views are averaged per video (raw scores), rows are gathered from every
@@ -293,7 +338,7 @@ def validate(model, loader, normalize, device, num_class, amp=False, keep_views=
     accuracy and the confusion matrix are computed. Models without logits (SSL pre-training) get
     their reported losses and metrics averaged. Returns (stats, skipped names).
     """
-    dtype = amp_dtype(device, amp)
+    dtype = amp_dtype(amp)
     show = progress and du.is_main()
     if not keep_views:
         indices, scores, labels, skipped = predict(model, loader, normalize, device, amp_dtype=dtype,
@@ -303,17 +348,16 @@ def validate(model, loader, normalize, device, num_class, amp=False, keep_views=
         metrics["loss"] = F.cross_entropy(scores, labels).item()
         return metrics, gather_names(skipped)
     model.eval()
-    meter = EpochMeter(num_class)
+    meter = EpochMeter(num_class, device)
     skipped = []
     for frames, labels, _, batch_skipped in tqdm(loader, desc="validate", disable=not show, dynamic_ncols=True,
                                                  leave=False):
         skipped.extend(batch_skipped)
         if frames is None:
             continue
-        frames, labels = frames.to(device), labels.to(device)
+        frames, labels = to_device((frames, labels), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = as_output(model(normalize(frames)))
             loss, parts = compute_loss(out, labels)
-        meter.update(frames.shape[0], loss.item(), {k: v.item() for k, v in parts.items()},
-                     {k: float(v) for k, v in out["metrics"].items()}, out["logits"], labels)
+        meter.update(frames.shape[0], loss, parts, out["metrics"], out["logits"], labels)
     return meter.reduce(), gather_names(skipped)

@@ -50,12 +50,12 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outs.append(as_output(model(x[start:start + step]))["logits"].float())
         logits = torch.cat(outs)
-        all_scores.append(average_views(logits, num_views, softmax).cpu())
+        all_scores.append(average_views(logits, num_views, softmax))  # kept on the device: no wait per batch
         all_idx.append(torch.as_tensor(indices).view(-1).cpu())
         all_labels.append(torch.as_tensor(labels).view(-1).cpu())
     if not all_scores:
         return torch.empty(0, dtype=torch.long), torch.empty(0, 0), torch.empty(0, dtype=torch.long), skipped
-    return torch.cat(all_idx), torch.cat(all_scores), torch.cat(all_labels), skipped
+    return torch.cat(all_idx), torch.cat(all_scores).cpu(), torch.cat(all_labels), skipped
 
 
 def _all_gather_rows(tensor, group=None):

@@ -102,8 +102,9 @@ class TSN(nn.Module):
                              f"(K={self.num_segments} x L={self.new_length}), got {list(x.shape)}")
         b = x.shape[0]
         maps = self.base_model(x.flatten(0, 1))
-        maps = maps.view(b, self.out_segments, self.new_length, *maps.shape[1:])
-        return maps[:, :, 0] if self.new_length == 1 else maps.mean(dim=2)
+        if self.new_length == 1:  # a view: no copy, and no extra kernel in backward
+            return maps.view(b, self.out_segments, *maps.shape[1:])
+        return maps.view(b, self.out_segments, self.new_length, *maps.shape[1:]).mean(dim=2)
 
     def process_maps(self, maps):
         """Hook between the backbone and pooling, for subclasses.

@@ -15,6 +15,8 @@ from ops.registry import CONSENSUS
 TRAIN_RELATIONS = 3
 # Size of the fixed relation set each scale below K uses in eval() (all relations when fewer).
 EVAL_RELATIONS = 32
+# Scales with at most this many relations keep them all on the device for the training draws.
+TABLE_RELATIONS = 1024
 
 
 def relation_mlp(in_dim, num_class, bottleneck=256):
@@ -54,6 +56,11 @@ class TRNmultiscale(nn.Module):
     once, at construction, from a generator seeded with 0 (so the set depends only on K and s).
     The scale's term is then m_s * mean over R_s of g_s, with m_s = min(3, C(K, s)) the number of
     relations summed in training: the expected value of the training-time term, on the same scale.
+
+    Training draws on the device, so a forward never waits for the host: a scale with at most
+    1024 relations keeps them all in a buffer and picks m_s distinct rows (TRN's choice among
+    all relations); a larger scale draws m_s sorted random frame subsets, which may coincide
+    (probability < 3 / 1024 per scale and step).
     """
 
     def __init__(self, num_segments, in_dim, num_class, img_feature_dim=256):
@@ -68,6 +75,16 @@ class TRNmultiscale(nn.Module):
             fixed = list(itertools.combinations(range(num_segments), s)) if n <= EVAL_RELATIONS \
                 else draw_relations(num_segments, s, EVAL_RELATIONS, generator)
             self.register_buffer(f"eval_relations_{s}", torch.tensor(fixed), persistent=False)
+            if n <= TABLE_RELATIONS:
+                every = list(itertools.combinations(range(num_segments), s))
+                self.register_buffer(f"train_relations_{s}", torch.tensor(every), persistent=False)
+
+    def train_relations(self, s, count, device):
+        """[count, s] frame indices drawn on the device (see the class docstring)."""
+        table = getattr(self, f"train_relations_{s}", None)
+        if table is not None:
+            return table[torch.randperm(table.shape[0], device=table.device)[:count]]
+        return torch.rand(count, self.num_segments, device=device).argsort(dim=1)[:, :s].sort(dim=1).values
 
     def forward(self, x):
         x = self.new_fc(x)
@@ -75,7 +92,7 @@ class TRNmultiscale(nn.Module):
         for s, g in zip(self.scales, self.g):
             per_step = min(TRAIN_RELATIONS, math.comb(self.num_segments, s))
             if self.training:
-                relations = torch.tensor(draw_relations(self.num_segments, s, per_step), device=x.device)
+                relations = self.train_relations(s, per_step, x.device)
                 logits = logits + g(x[:, relations].flatten(2)).sum(dim=1)
             else:
                 relations = getattr(self, f"eval_relations_{s}")

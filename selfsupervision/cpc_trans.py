@@ -45,7 +45,8 @@ def resnet18_256():
 
 def sinusoid(positions, dim):
     """Fixed sinusoidal encoding [len(positions), dim] (Vaswani et al.); no parameters, any length."""
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+                     * (-math.log(10000.0) / dim))
     angle = positions.float()[:, None] * freq[None]
     return torch.stack([angle.sin(), angle.cos()], dim=2).flatten(1)
 
@@ -67,10 +68,12 @@ class CellTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
 
     def positional_encoding(self, t, h, w, device):
-        pe_t = sinusoid(torch.arange(t), self.dim)[:, None, None, :]
-        rows = sinusoid(torch.arange(h), self.dim // 2)[None, :, None, :].expand(t, h, w, -1)
-        cols = sinusoid(torch.arange(w), self.dim // 2)[None, None, :, :].expand(t, h, w, -1)
-        return (pe_t + torch.cat([rows, cols], dim=3)).reshape(t * h * w, self.dim).to(device)
+        """[t*h*w, dim], computed on `device` (nothing is copied from the host)."""
+        pos = lambda n: torch.arange(n, device=device)
+        pe_t = sinusoid(pos(t), self.dim)[:, None, None, :]
+        rows = sinusoid(pos(h), self.dim // 2)[None, :, None, :].expand(t, h, w, -1)
+        cols = sinusoid(pos(w), self.dim // 2)[None, None, :, :].expand(t, h, w, -1)
+        return (pe_t + torch.cat([rows, cols], dim=3)).reshape(t * h * w, self.dim)
 
     @staticmethod
     def causal_mask(t, cells, device):
@@ -82,8 +85,10 @@ class CellTransformer(nn.Module):
         """z [B, T, C, h, w] -> same shape, each step mixed with itself and the earlier steps."""
         b, t, c, h, w = z.shape
         tokens = z.permute(0, 1, 3, 4, 2).reshape(b, t * h * w, c)
-        tokens = tokens + self.positional_encoding(t, h, w, z.device).to(tokens.dtype)
-        out = self.encoder(tokens, mask=self.causal_mask(t, h * w, z.device))
+        tokens = tokens + self.positional_encoding(t, h, w, z.device).to(dtype=tokens.dtype)
+        # is_causal=False: the mask is block-causal, and PyTorch would otherwise compare it with a
+        # square causal mask on every call, which reads the comparison back on the host.
+        out = self.encoder(tokens, mask=self.causal_mask(t, h * w, z.device), is_causal=False)
         return out.reshape(b, t, h, w, c).permute(0, 1, 4, 2, 3)
 
 

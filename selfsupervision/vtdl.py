@@ -114,10 +114,13 @@ def temporal_consistent_augmentation(clips, lam_max, generator=None):
     lam ~ U(0, lam_max) per clip. x_t - x_s becomes (1 - lam)(x_t - x_s): direction kept. Commutes
     with per-channel normalisation, so it can run on normalised input."""
     b, _, t = clips.shape[:3]
-    lam = torch.rand(b, generator=generator, device=generator.device if generator else None) * lam_max
-    r = torch.randint(t, (b,), generator=generator, device=generator.device if generator else None)
-    lam = lam.to(clips)[:, None, None, None, None]
-    ref = clips[torch.arange(b), :, r.to(clips.device)][:, :, None]
+    device = generator.device if generator is not None else clips.device
+    lam = torch.rand(b, generator=generator, device=device) * lam_max
+    r = torch.randint(t, (b,), generator=generator, device=device)
+    if generator is not None:  # a generator of another device (tests draw on the CPU)
+        lam, r = lam.to(clips.device), r.to(clips.device)
+    lam = lam.to(clips.dtype)[:, None, None, None, None]
+    ref = clips[torch.arange(b, device=clips.device), :, r][:, :, None]
     return (1 - lam) * clips + lam * ref
 
 
@@ -173,7 +176,7 @@ class VTDL(nn.Module):
         keys = keys[-size:]
         idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size
         self.queue[idx] = keys.to(self.queue.dtype)
-        self.queue_ptr.fill_((int(self.queue_ptr) + keys.shape[0]) % size)
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)
 
     @staticmethod
     def _pool(feats):

@@ -1,7 +1,9 @@
 """Datasets and loaders of a run: exact validation sharding, model data hooks, clear size errors."""
 import numpy as np
 import pytest
+import torch
 import torch.nn as nn
+from torch.utils.data import DistributedSampler
 
 from ops.data import ShardSampler, build_dataset, build_loader
 from ops.dataset_configs import get_dataset_config
@@ -73,3 +75,23 @@ def test_training_crop_is_the_flag_else_the_dataset_s_else_the_model_s(dataset_c
     with pytest.raises(ValueError, match="train_aug must be one of"):
         get_dataset_config("custom", root=str(tmp_path), num_class=2, train_list=dataset_cfg.train_list,
                            train_aug="ten_crop")
+
+
+def test_persistent_workers_follow_the_sampler_epoch(dataset_cfg):
+    """Workers live across epochs and never see dataset.set_epoch after they start, so the epoch
+    comes with the index: each epoch's batch is the one set_epoch + plain indexing gives."""
+    cfg = dict(num_segments=2, new_length=1, seed=0)
+    ds = build_dataset(cfg, Fake(), dataset_cfg, "train")
+    order = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
+    expected = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        order.set_epoch(epoch)
+        expected.append(torch.stack([ds[i][0] for i in order]))
+    ds.set_epoch(0)
+    loader = build_loader(ds, "train", batch_size=3, workers=1, prefetch_factor=1)
+    assert loader.persistent_workers
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        assert torch.equal(next(iter(loader))[0], expected[epoch])
+    assert not torch.equal(expected[0], expected[1])

@@ -66,3 +66,4 @@ def test_two_machines_through_torchrun(data, tmp_path):
     assert "=> done" in outputs[0][0] and "=> done" not in outputs[1][0]
     state = torch.load(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth", weights_only=True)
     assert state["config"]["world_size"] == 2
+

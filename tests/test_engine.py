@@ -67,12 +67,16 @@ def test_views_and_loss_contract():
 
 
 def test_epoch_meter_mean_class_accuracy_over_present_classes():
-    meter = EpochMeter(num_class=5)
+    meter = EpochMeter(num_class=5, device=torch.device("cpu"))
     logits = torch.eye(5)[[0, 0, 1, 1]]  # predictions 0, 0, 1, 1
-    meter.update(4, 1.0, {}, {"m": 2.0}, logits, torch.tensor([0, 0, 1, 2]))
+    meter.update(4, torch.tensor(1.0), {}, {"m": torch.tensor(2.0)}, logits, torch.tensor([0, 0, 1, 2]))
+    meter.update(2, torch.tensor(4.0), {}, {"m": torch.tensor(5.0)}, torch.eye(5)[[3, 3]], torch.tensor([3, 4]))
+    assert meter.read() == {"loss": 2.0, "m": 3.0, "top1": pytest.approx(100 * 4 / 6), "top5": 100.0}
     stats = meter.reduce()
-    assert stats["top1"] == pytest.approx(75) and stats["m"] == 2.0
-    assert stats["mean_class_acc"] == pytest.approx(100 * 2 / 3)  # classes 0, 1, 2 present
+    assert stats["top1"] == pytest.approx(100 * 4 / 6) and stats["m"] == 3.0
+    assert stats["mean_class_acc"] == pytest.approx(100 * 3 / 5)  # classes 0..4: 1, 1, 0, 1, 0
+    with pytest.raises(ValueError, match="must not change"):
+        meter.update(1, torch.tensor(1.0), {}, {}, torch.eye(5)[[0]], torch.tensor([0]))
 
 
 def test_train_and_validate_with_cpu_amp_and_clipping():
@@ -94,8 +98,8 @@ def test_train_and_validate_with_cpu_amp_and_clipping():
     normalize = DeviceNormalize.from_spec(model.input_spec)
     before = model.base_model.conv1.weight.detach().clone()
     stats, skipped = train_one_epoch(model, batches, opt, schedule, scaler, normalize, torch.device("cpu"), 0, 3,
-                                     amp=True, clip_gradient=1.0, progress=False)
+                                     amp="bf16", clip_gradient=1.0, progress=False)
     assert skipped == ["bad: unreadable"] and 0 <= stats["top1"] <= 100 and stats["loss"] > 0
     assert not torch.equal(before, model.base_model.conv1.weight)
-    stats, _ = validate(model, batches[::2], normalize, torch.device("cpu"), 3, amp=True, progress=False)
+    stats, _ = validate(model, batches[::2], normalize, torch.device("cpu"), 3, amp="bf16", progress=False)
     assert stats["num_videos"] == 4 and stats["confusion"].sum() == 4

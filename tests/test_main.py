@@ -153,6 +153,33 @@ def test_compiled_training_matches_eager_and_saves_plain_keys(data, tmp_path):
         assert torch.allclose(value.float(), weights["compiled"][key].float(), atol=1e-4), key
 
 
+def test_fp16_with_a_scaler_and_persistent_prefetching_workers(data, tmp_path):
+    """--amp fp16 (autocast + GradScaler, which also runs on the CPU) with one persistent worker
+    loading one batch ahead: trains, and the scaler's state is in the checkpoint."""
+    root, lists = data
+    lists = [subset(lists[0], tmp_path / "train.txt", 2), subset(lists[1], tmp_path / "val.txt", 1)]
+    args = base_args(root, lists, tmp_path, 1, "--lr", "0.01", "-j", "1", "--prefetch_factor", "1",
+                     "--amp", "fp16")
+    args[args.index("resnet18")] = "tinynet"
+    main.main(args)
+    state = torch.load(tmp_path / "ckpt" / "TSN_custom_RGB_tinynet_avg_segment2_e1" / "ckpt.pth",
+                       weights_only=True)
+    assert state["scaler"]["scale"] > 0 and state["config"]["amp"] == "fp16"
+
+
+def test_cuda_flags_follow_tf32_and_deterministic():
+    cudnn = torch.backends.cudnn
+    saved = torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.benchmark
+    try:
+        main.set_cuda_flags(tf32=True, deterministic=False)
+        assert (torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.benchmark) == ("high", True, True)
+        main.set_cuda_flags(tf32=False, deterministic=True)
+        assert (torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.benchmark) == ("highest", False, False)
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        cudnn.allow_tf32, cudnn.benchmark = saved[1:]
+
+
 def one_line_error(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         main.main(argv)
