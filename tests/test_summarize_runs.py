@@ -136,7 +136,8 @@ def test_baseline_comparison_is_paired_by_seed_and_names_the_benchmark(tmp_path)
     synthetic.generate(str(data), (1, 0, 0), size=(16, 16), frames=(2, 2), formats=("rawframes",), progress=False)
     text = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1", "2", "3"], baseline="tsn",
                                     data=str(data))
-    assert text.splitlines()[0] == f"benchmark: synthetic v{synthetic.VERSION}, 16x16 frames, 1/0/0 videos per class, seed 0"
+    assert text.splitlines()[0] == \
+        f"benchmark: synthetic v{synthetic.VERSION}, 16x16 frames, 1/0/0 videos per class, seed 0"
     diffs = np.subtract(sttnet, tsn)
     t, p = stats.ttest_rel(sttnet, tsn)
     row = text.splitlines()[-1]

@@ -494,8 +494,8 @@ def main(argv=None):
 
     start = time.time()
     info = generate(args.out, vpc, args.seed, args.size, args.frames, args.formats, args.workers, args.quality)
-    print(f"{args.out}: synthetic benchmark v{VERSION}, {args.size[0]}x{args.size[1]} frames, {len(CLASSES)} classes, videos per class train/val/test = {vpc}, "
-          f"{info['generated']} generated in {time.time() - start:.1f} s with -j {args.workers}")
+    print(f"{args.out}: synthetic benchmark v{VERSION}, {args.size[0]}x{args.size[1]} frames, {len(CLASSES)} classes, "
+          f"videos per class train/val/test = {vpc}, {info['generated']} generated in {time.time() - start:.1f} s with -j {args.workers}")
     for split, c in info["ceiling_order_agnostic"].items():
         print(f"order-agnostic ceiling on {split}: top-1 {100 * c['top1']:.1f}%, "
               f"mean class {100 * c['mean_class']:.1f}%")
