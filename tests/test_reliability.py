@@ -16,6 +16,7 @@ import main
 import test_models
 from ops import checkpoint as ckpt
 from ops.dataset import VideoList
+from ops.models import build_model
 from tests.test_main import make_colour_dataset
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -347,3 +348,17 @@ def test_worker_error_under_torchrun_is_one_line_from_the_failing_rank(data, tmp
     assert len(ours) == 1 and re.fullmatch(rf"main.py: error: \[rank [01]\] bad sample: {broken}: frame 1 \(0-based\): "
                                            rf"img_00002.jpg: empty file \(0 bytes\) \({train}:6\).*", ours[0]), ours
     assert "BadSampleError" not in done.stderr and "DataLoader worker" not in done.stderr
+
+
+def test_tune_from_another_architecture_is_one_line_unless_partial_loading_is_asked(data, tmp_path, capsys):
+    """Issue 14's strict loader, seen from the command line: one line naming what did not fit."""
+    root, lists = data
+    other = tmp_path / "resnet18.pth"
+    torch.save({"model": build_model(dict(model="tsn", arch="resnet18", num_class=4, num_segments=2)).state_dict()},
+               other)
+    err = one_line(capsys, args(root, lists, tmp_path, 1, "--tune_from", str(other)), code=2)
+    assert f"error: --tune_from: {other} " in err and "does not fit TSN" in err
+    assert "--allow_partial_load" in err and trained_epochs(tmp_path, 1) == 0
+    main.main(args(root, lists, tmp_path, 1, "--tune_from", str(other), "--allow_partial_load"))
+    log = (run_dir(tmp_path, "log", 1) / "log.txt").read_text()
+    assert trained_epochs(tmp_path, 1) == 1 and f"{other} (own layout): loaded 1/50 tensors" in log
