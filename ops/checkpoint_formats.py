@@ -1,17 +1,21 @@
 """Weights from other projects' checkpoints: read safely, recognise the layout, rename by that
 layout's rules, load strictly and report.
 
-Used by --tune_from, --pretrained_weights and tools/convert_checkpoint.py. A file is read with
-`torch.load(weights_only=True)`; the non-tensor objects some projects pickle beside the weights
-(MMEngine's message hub, numpy values in `meta`) are replaced by an inert placeholder, so nothing
-the file names is ever called. The wrappers `model_state` (PySlowFast, PyTorchVideo),
+Used by --tune_from, --pretrained_weights and tools/convert_checkpoint.py. Layouts: this project's
+(own, with its self-supervised checkpoints), TSM's TSN/TSM, the STTNet release (TDN), MMAction2,
+PySlowFast, PyTorchVideo, torchvision (image and video; timm's ResNets share its names), timm's
+MobileNetV2, and TSN's BN-Inception.
+
+A file is read with `torch.load(weights_only=True)`; the non-tensor objects some projects pickle
+beside the weights (MMEngine's message hub, numpy values in `meta`) are replaced by an inert
+placeholder, so nothing the file names is ever called. The wrappers `model_state` (PySlowFast, PyTorchVideo),
 `state_dict` (TSM, MMAction2), `model` (this project) and the `module.` / `_orig_mod.` prefixes
 of DataParallel and torch.compile are unpacked.
 
 Each layout has a detector and a renaming rule, written out per project (no matching by suffix).
-A rule maps a source key to a part of the target: the backbone (names of torchvision's ResNet:
-conv1, bn1, layerI.J.convK / bnK / downsample.0-1, relative to the target's backbone), the
-classifier, or, for this project's own checkpoints, the whole model by name.
+A rule maps a source key to a part of the target: the backbone (by torchvision's names, e.g. the
+ResNets' conv1, bn1, layerI.J.convK / bnK / downsample.0-1, relative to the target's backbone),
+the classifier, or, for this project's own checkpoints, the whole model by name.
 
 Loading is strict: every backbone tensor must load, and every source tensor must land somewhere.
 What the report lists and does not count as an error: the source's classifier when the class
@@ -190,6 +194,34 @@ def _torchvision(key):
     return "backbone", key
 
 
+def _timm_mobilenetv2(stage_sizes):
+    """timm's mobilenetv2_100 (its EfficientNet builder) onto torchvision's MobileNetV2, the same
+    network: stem `conv_stem`/`bn1` -> features.0, stage s block j (`blocks.s.j`) -> features.n
+    with n counting blocks from 1, the first (depthwise-separable) block's conv_dw/bn1/conv_pw/bn2
+    -> conv.0.0/conv.0.1/conv.1/conv.2, the others' conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3 ->
+    conv.0.0/conv.0.1/conv.1.0/conv.1.1/conv.2/conv.3, head `conv_head`/`bn2` -> features.18,
+    classifier `classifier`. `stage_sizes`: blocks per stage, from the file."""
+    first = {"conv_dw": "conv.0.0", "bn1": "conv.0.1", "conv_pw": "conv.1", "bn2": "conv.2"}
+    other = {"conv_pw": "conv.0.0", "bn1": "conv.0.1", "conv_dw": "conv.1.0", "bn2": "conv.1.1",
+             "conv_pwl": "conv.2", "bn3": "conv.3"}
+    last = 1 + sum(stage_sizes)
+
+    def rename(key):
+        m = re.fullmatch(r"(conv_stem|bn1|conv_head|bn2|classifier)\.(\w+)", key)
+        if m:
+            if m[1] == "classifier":
+                return "classifier", m[2]
+            where = {"conv_stem": "0.0", "bn1": "0.1", "conv_head": f"{last}.0", "bn2": f"{last}.1"}[m[1]]
+            return "backbone", f"features.{where}.{m[2]}"
+        m = re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(\w+)\.(\w+)", key)
+        if not m:
+            return None
+        s, j = int(m[1]), int(m[2])
+        part = (first if s == 0 else other).get(m[3])
+        return ("backbone", f"features.{1 + sum(stage_sizes[:s]) + j}.{part}.{m[4]}") if part else None
+    return rename
+
+
 def _bninception(key):
     """The BN-Inception ImageNet model TSN started from (Caffe names: conv1_7x7_s2, ..._bn), its
     classifier `fc` (TSN's conversion) or `last_linear` (pretrainedmodels')."""
@@ -230,6 +262,10 @@ def detect_layout(keys, extras):
     if any(".res_blocks." in k for k in keys) and "blocks.0.conv.weight" in keys:
         stages = sorted({int(k.split(".")[1]) for k in keys if ".res_blocks." in k})
         return "pytorchvideo", _pytorchvideo(stages)
+    if "conv_stem.weight" in keys and "blocks.0.0.conv_dw.weight" in keys and "conv_head.weight" in keys:
+        blocks = {tuple(map(int, k.split(".")[1:3])) for k in keys if k.startswith("blocks.")}
+        sizes = [sum(1 for s, _ in blocks if s == stage) for stage in range(max(s for s, _ in blocks) + 1)]
+        return "timm", _timm_mobilenetv2(sizes)
     if "conv1_7x7_s2.weight" in keys:
         return "bninception", _bninception
     if any(top <= tops for tops in TORCHVISION_TOPS):

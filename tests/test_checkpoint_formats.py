@@ -375,6 +375,39 @@ def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
         BACKBONES.create("resnet50", pretrained_weights=str(path))
 
 
+def timm_mobilenetv2_100():
+    """timm's mobilenetv2_100 as its EfficientNet builder names it: conv_stem/bn1, blocks.s.j
+    (stage 0 one depthwise-separable block: conv_dw, bn1, conv_pw, bn2; then inverted residuals
+    with expansion 6: conv_pw, bn1, conv_dw, bn2, conv_pwl, bn3), conv_head/bn2, classifier."""
+    keys = with_bn("conv_stem.weight", "bn1", (32, 3, 3, 3))
+    keys += with_bn("blocks.0.0.conv_dw.weight", "blocks.0.0.bn1", (32, 1, 3, 3))
+    keys += with_bn("blocks.0.0.conv_pw.weight", "blocks.0.0.bn2", (16, 32, 1, 1))
+    cin = 16
+    for s, (n, c) in enumerate(((2, 24), (3, 32), (4, 64), (3, 96), (3, 160), (1, 320)), 1):
+        for j in range(n):
+            block, mid = f"blocks.{s}.{j}", cin * 6
+            keys += with_bn(f"{block}.conv_pw.weight", f"{block}.bn1", (mid, cin, 1, 1))
+            keys += with_bn(f"{block}.conv_dw.weight", f"{block}.bn2", (mid, 1, 3, 3))
+            keys += with_bn(f"{block}.conv_pwl.weight", f"{block}.bn3", (c, mid, 1, 1))
+            cin = c
+    keys += with_bn("conv_head.weight", "bn2", (1280, 320, 1, 1))
+    return filled(keys + [("classifier.weight", (1000, 1280)), ("classifier.bias", (1000,))])
+
+
+def test_timm_mobilenetv2_loads_into_torchvisions(tmp_path):
+    state = timm_mobilenetv2_100()
+    path = tmp_path / "mobilenetv2_100.pth"
+    torch.save(state, path)
+    net = BACKBONES.create("mobilenet_v2")
+    report = load_weights(net, str(path))
+    assert report["layout"] == "timm" and len(report["loaded"]) == len(net.state_dict())
+    assert_full(report)
+    assert report["dropped"] == ["classifier.bias", "classifier.weight"]
+    assert torch.equal(net.features[5].conv[1][0].weight, state["blocks.2.1.conv_dw.weight"])
+    assert torch.equal(net.features[1].conv[1].weight, state["blocks.0.0.conv_pw.weight"])
+    assert torch.equal(net.features[18][1].running_var, state["bn2.running_var"])
+
+
 def test_own_checkpoint_strips_prefixes_and_refuses_strays(tmp_path):
     source = build_model(dict(model="tsn", arch="resnet18", num_class=7, num_segments=2))
     state = {"module." + k: v for k, v in source.state_dict().items()}
