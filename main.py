@@ -101,7 +101,7 @@ def make_optimizer(args, groups):
 def format_stats(stats, names=("loss", "top1", "top5", "mean_class_acc")):
     parts = [f"{n} {stats[n]:.4f}" if n == "loss" else f"{n} {stats[n]:.2f}" for n in names if n in stats]
     extra = [f"{n} {v:.4f}" if "loss" in n else f"{n} {v:.2f}" for n, v in sorted(stats.items())
-             if n not in names and isinstance(v, float) and n not in ("lr", "clips_per_s", "data_time")]
+             if n not in names and isinstance(v, float) and n not in ("lr", "clips_per_s", "data_time", "data_share")]
     return " ".join(parts + extra)
 
 
@@ -113,7 +113,7 @@ def main(argv=None):
     parser = one_line_errors(build_train_parser())
     args = check_args(parser.parse_args(argv), parser)
     dataset_cfg = resolve_dataset(args, parser)
-    dist = du.init_distributed(args.local_rank)
+    dist = du.init_distributed(args.local_rank, args.dist_backend)
     if dist.distributed and args.ssl == "vtdl" and args.on_bad_sample == "skip":
         parser.error("--on_bad_sample skip with --ssl vtdl under DDP: the key queue needs equal batches on "
                      "every rank; clean the list with tools/check_dataset.py, or train in one process")
@@ -286,7 +286,8 @@ def main(argv=None):
             raise SkipLimitError(f"epoch {epoch + 1} trained on nothing: every sample was skipped as bad; "
                                  f"first: {skipped[0] if skipped else 'none'}")
         log.text(f"epoch {epoch + 1} train: {format_stats(stats)} lr {stats['lr']:.3e} "
-                 f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter")
+                 f"{stats['clips_per_s']:.1f} clips/s data {stats['data_time']:.3f}s/iter "
+                 f"({100 * stats['data_share']:.1f}% of the epoch)")
         log.text(f"epoch {epoch + 1}: {skip_report(skipped)}", echo=bool(skipped))
         log.scalars("train", scalar_stats(stats), epoch + 1)
         is_best, record = False, {"epoch": epoch + 1, "train": scalar_stats(stats)}

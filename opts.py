@@ -228,6 +228,9 @@ def add_run_args(parser):
                    help="validate the weights of --resume/--tune_from once and exit (logs in "
                         "<root_log>/<run name>/evaluate_<checkpoint>/)")
     g.add_argument("--no_progress", action="store_true", help="no progress bars (logs only)")
+    g.add_argument("--dist_backend", default=None, choices=["nccl", "gloo"],
+                   help="process-group backend (default: nccl on CUDA, gloo on CPU; gloo runs several processes "
+                        "on one GPU, which NCCL refuses)")
     g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
                    default=int(os.environ.get("LOCAL_RANK", 0)),
                    help="set by torch.distributed.launch; torchrun uses $LOCAL_RANK")

@@ -29,8 +29,10 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(local_rank=None):
-    """Initialise the process group when launched with several processes; returns a DistInfo."""
+def init_distributed(local_rank=None, backend=None):
+    """Initialise the process group when launched with several processes; returns a DistInfo.
+    `backend`: None for NCCL on CUDA and gloo on CPU; "gloo" on CUDA runs several processes on
+    one GPU, which NCCL refuses ("Duplicate GPU detected")."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank or 0))
@@ -40,8 +42,8 @@ def init_distributed(local_rank=None):
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        kwargs = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend, rank=rank, world_size=world_size, **kwargs)
     return DistInfo(rank, world_size, local_rank, device)
 

@@ -471,8 +471,10 @@ class DeviceNormalize(torch.nn.Module):
         std = torch.tensor(self.std_values, dtype=torch.float32)
         # in uint8 units: (x / 255 * value_scale - mean) / std == (x - mean') * (1 / std')
         unit = 255.0 / value_scale
-        self.register_buffer("shift", mean * unit, persistent=False)
-        self.register_buffer("inv_scale", 1.0 / (std * unit), persistent=False)
+        # shaped to broadcast over the channel axis of the output layout
+        shape = (3, 1, 1) if layout == "frames" else (3, 1, 1, 1)
+        self.register_buffer("shift", (mean * unit).view(shape), persistent=False)
+        self.register_buffer("inv_scale", (1.0 / (std * unit)).view(shape), persistent=False)
 
     @classmethod
     def from_spec(cls, spec, channels_last=False):
@@ -486,9 +488,10 @@ class DeviceNormalize(torch.nn.Module):
                              f"{list(frames.shape)}")
         if self.bgr:
             frames = frames.flip(-1)
-        x = frames.float().sub_(self.shift).mul_(self.inv_scale)
-        x = x.permute(0, 1, 2, 5, 3, 4) if self.layout == "frames" else x.permute(0, 1, 5, 2, 3, 4)
-        return x if self.channels_last else x.contiguous()
+        x = frames.permute(0, 1, 2, 5, 3, 4) if self.layout == "frames" else frames.permute(0, 1, 5, 2, 3, 4)
+        # One copy converts the type and, unless channels_last keeps the frames' memory, the layout.
+        x = x.to(torch.float32, memory_format=torch.preserve_format if self.channels_last else torch.contiguous_format)
+        return x.sub_(self.shift).mul_(self.inv_scale)
 
     def extra_repr(self):
         return (f"mean={self.mean_values}, std={self.std_values}, bgr={self.bgr}, "

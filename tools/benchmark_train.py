@@ -78,6 +78,9 @@ def main(argv=None):
     p.add_argument("--channels_last", action="store_true",
                    help="channels-last memory format for both models and inputs (as main.py --channels_last)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="wall-clock time, or this process's CPU time (a CPU run on a shared machine: time spent "
+                        "waiting for a core is not counted)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,12 +122,14 @@ def main(argv=None):
             scaler.step(bare_opt)
             scaler.update()
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
     def timed(fn):
         sync(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync(device)
-        return (time.perf_counter() - start) / args.iters
+        return (clock() - start) / args.iters
 
     run_bare(), run_full()  # warm-up
     times = {"bare": [], "full": []}
@@ -134,7 +139,7 @@ def main(argv=None):
     med = {name: statistics.median(t) for name, t in times.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.arch}, K={k}, {s}x{s}, batch {b}, {args.amp or 'fp32'}"
-          f"{', channels_last' if args.channels_last else ''}, {name}")
+          f"{', channels_last' if args.channels_last else ''}, {name}, {args.clock} clock")
     print("| loop | ms / iteration | clips / s |")
     print("| --- | ---: | ---: |")
     for key in ("bare", "full"):
