@@ -25,9 +25,9 @@ from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, chec
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
-from ops.models import build_model, model_name
-from ops.policies import build_param_groups, describe_groups, freeze_for_linear_probe
-from ops.registry import MODELS
+from ops.model_api import declared
+from ops.models import build_model, model_name, names_whole_model
+from ops.policies import build_param_groups, describe_groups, freeze_for_linear_probe, linear_probe_parameters
 from ops.transforms import DeviceNormalize
 
 
@@ -41,7 +41,7 @@ def run_name(args):
     consensus; a 3D clip model names itself and has no segments or consensus:
     <model>_<dataset>_<modality>[_<arch> under SSL]_clip<T>[_stride<s>]_e<epochs>."""
     model = model_name(vars(args))
-    clip_model = args.arch in MODELS
+    clip_model = names_whole_model(args.arch)
     arch = [] if args.arch == model else [args.arch]
     if args.shift:
         arch = [arch[0] + f"_shift{args.shift_div}_{args.shift_place}" + ("_tpool" if args.temporal_pool else "")]
@@ -114,9 +114,6 @@ def main(argv=None):
     args = check_args(parser.parse_args(argv), parser)
     dataset_cfg = resolve_dataset(args, parser)
     dist = du.init_distributed(args.local_rank, args.dist_backend)
-    if dist.distributed and args.ssl == "vtdl" and args.on_bad_sample == "skip":
-        parser.error("--on_bad_sample skip with --ssl vtdl under DDP: the key queue needs equal batches on "
-                     "every rank; clean the list with tools/check_dataset.py, or train in one process")
     device = dist.device
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -171,8 +168,11 @@ def main(argv=None):
     frozen = len(model.frozen_bns()) if hasattr(model, "frozen_bns") else 0
     log.text(f"=> model {model_name(config)}: {len(bns) - frozen} of {len(bns)} BatchNorms train"
              + (f" (partial BN: {frozen} frozen at the loaded statistics)" if frozen else ""))
+    if dist.distributed and declared(model, "needs_equal_batches") and args.on_bad_sample == "skip":
+        parser.error(f"--on_bad_sample skip with {model_name(config)} under DDP: it needs equal batches on every "
+                     "rank (VTDL's key queue); clean the list with tools/check_dataset.py, or train in one process")
     spec = model.input_spec
-    keep_views = bool(args.ssl)
+    keep_views = declared(model, "takes_views")
     try:  # a malformed list line or a too-small list: one line naming the file and line
         val_set = build_dataset(config, model, dataset_cfg, "val")
         val_loader = build_loader(val_set, "val", args.batch_size, args.workers, dist.rank, dist.world_size,
@@ -213,6 +213,7 @@ def main(argv=None):
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
     start_epoch, best_metric, best_epoch = 0, None, None
+    report = None   # what --tune_from loaded
     best_path = os.path.join(model_dir, "ckpt.best.pth")
     if state:
         try:
@@ -232,13 +233,11 @@ def main(argv=None):
             report = load_weights(model, args.tune_from, allow_partial=args.allow_partial_load)
         except ValueError as err:
             parser.error(f"--tune_from: {err}")
-        if args.train_what == "last" and not hasattr(model, "train_what"):
-            # Linear probe of a plain model: only what the checkpoint did not provide (the new
-            # classifier) learns. Models with their own train_what (cpc_trans_ft) handle it.
-            if not report["missing"]:
-                parser.error(f"--train_what last: {args.tune_from} provides every parameter of the model, so "
-                             "nothing would learn (a probe needs a new classifier: another class count)")
-            config["trainable"] = report["missing"]
+    if args.train_what == "last" and not config["trainable"]:
+        try:
+            config["trainable"] = linear_probe_parameters(model, report)
+        except ValueError as err:
+            parser.error(str(err))
     if config["trainable"]:
         trainable = freeze_for_linear_probe(model, config["trainable"])
         log.text(f"=> linear probe: training only {', '.join(trainable)}")
@@ -253,7 +252,8 @@ def main(argv=None):
 
     def run_validation(epoch):
         stats, skipped = validate(val_model, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
-                                  keep_views=keep_views, progress=not args.no_progress)
+                                  keep_views=keep_views, progress=not args.no_progress,
+                                  classifies=not args.ssl)
         if skipped:
             log.text(f"validation: {skip_report(skipped)}")
             check_skip_ceiling(skipped, len(val_set), args.max_skip_fraction, f"validation after epoch {epoch}")

@@ -71,15 +71,14 @@ def add_data_args(parser):
 
 
 def add_model_args(parser):
-    from ops.models import MODELS  # importing ops.models registers every entry
-    from ops.registry import BACKBONES
+    from ops.models import BACKBONES, MODELS
     g = parser.add_argument_group("model")
     g.add_argument("--model", default="sttnet",
-                   help="model family from the registry: sttnet (STTNet, the default), tsn (plain TSN, also with "
-                        "the stmodeling blocks of --consensus_type), cpc_trans_ft (2D backbone + --arch); "
-                        "clip models are chosen by --arch (c3d, r2plus1d, stts, stts_a, r3d18, i3d)")
+                   help=f"model family from the registry ({', '.join(MODELS.names(role='family'))}): sttnet is "
+                        "STTNet (the default), tsn plain TSN (also with the stmodeling blocks of --consensus_type); "
+                        "whole (clip) models are chosen by --arch")
     g.add_argument("--arch", default="resnet50", help=f"2D backbone ({', '.join(BACKBONES.names())}) or whole "
-                   f"model ({', '.join(n for n in MODELS.names() if n not in ('tsn', 'sttnet'))})")
+                   f"model ({', '.join(MODELS.names(role='whole'))})")
     g.add_argument("--consensus_type", default="avg", help="segment consensus / spatio-temporal block")
     g.add_argument("--img_feature_dim", type=int, default=256, help="D: per-frame feature size for the blocks")
     g.add_argument("--dropout", type=float, default=0.5, help="dropout before the classifier (0 disables)")
@@ -136,8 +135,9 @@ def add_model_args(parser):
 
 def add_ssl_args(parser):
     g = parser.add_argument_group("self-supervised pre-training")
-    g.add_argument("--ssl", default=None, choices=["cpc_trans", "vtdl"],
-                   help="pre-train without labels with this method instead of supervised training")
+    g.add_argument("--ssl", default=None,
+                   help="pre-train without labels with this registered method (cpc_trans, vtdl) instead of "
+                        "supervised training")
     # --- CPC-Trans / VTDL options ---
     g.add_argument("--num_seq", type=int, default=5, help="CPC-Trans: N steps per clip (one frame each)")
     g.add_argument("--seq_stride", type=int, default=3, help="CPC-Trans: frame stride between steps")
@@ -269,13 +269,16 @@ def build_train_parser():
 def check_registered(args, parser):
     """Model, backbone and block names must be registry entries (a typo is a one-line error, not a
     traceback from deep inside model construction)."""
-    from ops.models import MODELS  # importing ops.models registers every entry
-    from ops.registry import BACKBONES, CONSENSUS
-    if args.arch not in MODELS and args.arch not in BACKBONES:
+    from ops.models import BACKBONES, CONSENSUS, MODELS, names_whole_model
+    if not names_whole_model(args.arch) and args.arch not in BACKBONES:
         parser.error(f"--arch {args.arch!r} is neither a 2D backbone ({', '.join(BACKBONES.names())}) "
-                     f"nor a whole model ({', '.join(n for n in MODELS.names() if n not in ('tsn', 'sttnet'))})")
-    if args.model not in MODELS:
-        parser.error(f"--model {args.model!r} is not registered; known: {', '.join(MODELS.names())}")
+                     f"nor a whole model ({', '.join(MODELS.names(role='whole'))})")
+    if MODELS.role(args.model) != "family":
+        parser.error(f"--model {args.model!r} is not a registered model family; known: "
+                     f"{', '.join(MODELS.names(role='family'))} (a whole model is named by --arch)")
+    if args.ssl and MODELS.role(args.ssl) != "ssl":
+        parser.error(f"--ssl {args.ssl!r} is not a registered pre-training method; known: "
+                     f"{', '.join(MODELS.names(role='ssl'))}")
     if args.consensus_type not in CONSENSUS:
         parser.error(f"--consensus_type {args.consensus_type!r} is not registered; known: "
                      f"{', '.join(CONSENSUS.names())} (names are case-sensitive)")
@@ -289,8 +292,8 @@ def loads_weights(args):
 def default_partial_bn(args):
     """Partial BN freezes BatchNorms at loaded statistics, so it is on only on top of loaded weights,
     and only for TSN (the STTNet reference's switch could never turn on: every BatchNorm trains)."""
-    from ops.models import MODELS
-    return loads_weights(args) and args.model == "tsn" and args.arch not in MODELS and not args.ssl
+    from ops.models import names_whole_model
+    return loads_weights(args) and args.model == "tsn" and not names_whole_model(args.arch) and not args.ssl
 
 
 def resolve_partial_bn(args, parser):
@@ -350,9 +353,6 @@ def check_args(args, parser):
             parser.error("--decode_device cuda decodes video with NVDEC through torchcodec: give --decoder torchcodec")
     if not 0 <= args.max_skip_fraction <= 1:
         parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
-    if args.train_what == "last" and not args.tune_from and args.model != "cpc_trans_ft" \
-            and args.arch != "cpc_trans_ft" and not args.resume:
-        parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
     check_registered(args, parser)
     check_shift(args, parser)
     if args.evaluate and not (args.resume or args.tune_from or args.auto_resume):

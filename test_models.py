@@ -26,8 +26,8 @@ from ops.dataset_configs import get_dataset_config
 from ops.engine import amp_dtype
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict, save_confusion_png
 from ops.logging_setup import setup_logging, teardown_logging
-from ops.models import model_from_checkpoint, model_label
-from ops.registry import MODELS
+from ops.model_api import declared
+from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize
 from opts import VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
@@ -104,8 +104,7 @@ def test_overrides(trained, args):
     if args.dense_sample:
         overrides["dense_sample"] = True
     if args.test_segments:
-        # An arch that names a whole model is a 3D clip model (ops.models.build_model's rule).
-        overrides["clip_len" if trained.get("arch") in MODELS else "num_segments"] = args.test_segments
+        overrides[frames_option(trained)] = args.test_segments
     return overrides
 
 
@@ -131,8 +130,7 @@ def evaluate_checkpoint(path, args, dist):
                 f"   {dataset.sampler!r}\n   {dataset.transform!r}")
     normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
     amp = amp_dtype(args.amp)
-    # CPC-Trans's protocol is the mean of softmax over its windows (ssl.md).
-    softmax = args.softmax or cfg.get("model") == "cpc_trans_ft"
+    softmax = args.softmax or declared(model, "test_softmax")
     indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=softmax,
                                                amp_dtype=amp, chunk=args.max_views,
                                                progress=dist.is_main and not args.no_progress)

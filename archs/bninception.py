@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archs import load_pretrained
+from ops.model_api import load_pretrained
 from ops.registry import BACKBONES
 
 # (module, #1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool, pool projection).

@@ -8,28 +8,8 @@ reference's Dropout3d on a [B, 4096] tensor drops whole samples instead of units
 """
 import torch.nn as nn
 
+from ops.model_api import clip_input_spec, clip_spec_from_cfg
 from ops.registry import MODELS
-
-# Kinetics-400 statistics in RGB [0, 1], the usual normalisation of 3D CNNs trained on video.
-KINETICS_SPEC = dict(mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989),
-                     bgr=False, value_scale=1.0)
-
-
-def clip_input_spec(crop_size, scale_size, **norm):
-    """The InputSpec of a 3D clip model ([B, 3, T, H, W]); Kinetics statistics unless `norm` says."""
-    from ops.models import InputSpec  # not at the top: ops.models imports the arch modules to register them
-    return InputSpec(layout="clip", crop_size=crop_size, scale_size=scale_size, **(norm or KINETICS_SPEC))
-
-
-def clip_spec_from_cfg(cfg, crop_size, scale_size, **norm):
-    """A builder's InputSpec: the model's default sizes unless --crop_size / --scale_size are given.
-
-    Without --scale_size the short side keeps the model's ratio (128 for 112, as in the STTS
-    project's 128-high frames).
-    """
-    crop = cfg.get("crop_size") or crop_size
-    scale = cfg.get("scale_size") or scale_size * crop // crop_size
-    return clip_input_spec(crop, scale, **norm)
 
 
 def conv_relu(cin, cout):
@@ -77,7 +57,7 @@ class C3D(nn.Module):
         return self.fc(x)
 
 
-@MODELS.register("c3d")
+@MODELS.register("c3d", role="whole")
 def c3d(cfg):
     return C3D(cfg["num_class"], dropout=cfg.get("dropout", 0.5),
                input_spec=clip_spec_from_cfg(cfg, 112, 128))

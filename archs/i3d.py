@@ -9,7 +9,7 @@ padding of k // 2, so a 64 x 224 x 224 clip gives an 8 x 7 x 7 Mixed_5c map.
 import torch
 import torch.nn as nn
 
-from archs.c3d import clip_spec_from_cfg
+from ops.model_api import clip_spec_from_cfg
 from ops.registry import MODELS
 
 # Inception-style inputs in [-1, 1].
@@ -76,7 +76,7 @@ class I3D(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-@MODELS.register("i3d")
+@MODELS.register("i3d", role="whole")
 def i3d(cfg):
     return I3D(cfg["num_class"], dropout=cfg.get("dropout", 0.5),
                input_spec=clip_spec_from_cfg(cfg, 224, 256, **INCEPTION_SPEC))

@@ -6,7 +6,7 @@ Kinetics state dict saved from torchvision loads unchanged from a local file (--
 import torch.nn as nn
 from torchvision.models.video.resnet import BasicBlock, BasicStem, Conv3DSimple, VideoResNet
 
-from archs.c3d import clip_input_spec, clip_spec_from_cfg
+from ops.model_api import clip_input_spec, clip_spec_from_cfg
 from ops.registry import MODELS
 
 
@@ -29,6 +29,6 @@ class R3D18(VideoResNet):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-@MODELS.register("r3d18")
+@MODELS.register("r3d18", role="whole")
 def r3d18(cfg):
     return R3D18(cfg["num_class"], dropout=cfg.get("dropout", 0.0), input_spec=clip_spec_from_cfg(cfg, 112, 128))

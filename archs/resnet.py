@@ -6,11 +6,8 @@ TSN pools and classifies after the segment-level processing.
 """
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from archs import load_pretrained
+from ops.model_api import IMAGENET_SPEC, load_pretrained
 from ops.registry import BACKBONES
-
-IMAGENET_SPEC = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), bgr=False, value_scale=1.0)
-
 
 class ResNetFeatures(ResNet):
     """torchvision ResNet without avgpool/fc: forward(x [N, 3, H, W]) -> [N, C, H/32, W/32]."""

@@ -15,7 +15,7 @@ PyTorchVideo (MMAction2 trained with ImageNet statistics).
 """
 import torch.nn as nn
 
-from archs.c3d import clip_spec_from_cfg
+from ops.model_api import clip_spec_from_cfg
 from ops.registry import MODELS
 
 SLOWFAST_SPEC = dict(mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225), bgr=False, value_scale=1.0)
@@ -85,7 +85,7 @@ class ResNet3d50(nn.Module):
 
 
 def _register(name):
-    @MODELS.register(name)
+    @MODELS.register(name, role="whole")
     def build(cfg):
         stem_t, kernels, pool2 = RECIPES[name]
         return ResNet3d50(stem_t, kernels, pool2, cfg["num_class"], dropout=cfg.get("dropout", 0.5),

@@ -7,8 +7,7 @@ torchvision's module names are kept (`features.*`), so its ImageNet state dict l
 import torch.nn as nn
 from torchvision.models import squeezenet1_1 as tv_squeezenet1_1
 
-from archs import load_pretrained
-from archs.resnet import IMAGENET_SPEC
+from ops.model_api import IMAGENET_SPEC, load_pretrained
 from ops.registry import BACKBONES
 
 

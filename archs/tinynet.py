@@ -7,8 +7,7 @@ halving the resolution (a 64 px frame gives a 4x4 map), with one extra 3x3 conv 
 """
 import torch.nn as nn
 
-from archs import load_pretrained
-from archs.resnet import IMAGENET_SPEC
+from ops.model_api import IMAGENET_SPEC, load_pretrained
 from ops.registry import BACKBONES
 
 

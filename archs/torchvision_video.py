@@ -9,7 +9,7 @@ MViT's positional tables are fixed at 16 frames of 224 px (--clip_len 16 --crop_
 """
 import torchvision.models.video as tv_video
 
-from archs.c3d import KINETICS_SPEC, clip_spec_from_cfg
+from ops.model_api import KINETICS_SPEC, clip_spec_from_cfg
 from ops.registry import MODELS
 
 MVIT_SPEC = dict(mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225), bgr=False, value_scale=1.0)
@@ -39,7 +39,7 @@ def torchvision_video(name, cfg):
 
 
 def _register(name):
-    MODELS.register(name)(lambda cfg: torchvision_video(name, cfg))
+    MODELS.register(name, role="whole")(lambda cfg: torchvision_video(name, cfg))
 
 
 for _name in VIDEO_MODELS:

@@ -5,15 +5,8 @@ img_feature_dim), forward(features [B, K, F]) -> logits; the block owns its proj
 """
 import torch.nn as nn
 
+from ops.model_api import make_new_fc
 from ops.registry import CONSENSUS
-
-
-def make_new_fc(in_dim, out_dim):
-    """The new classifier/projection of every block: Linear with weights N(0, 0.001), bias 0 (TSN)."""
-    fc = nn.Linear(in_dim, out_dim)
-    nn.init.normal_(fc.weight, 0, 0.001)
-    nn.init.zeros_(fc.bias)
-    return fc
 
 
 class AvgConsensus(nn.Module):

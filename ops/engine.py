@@ -1,6 +1,6 @@
 """The training loop: one epoch of training, one pass of validation, the learning-rate schedule
 and the run log. Nothing here knows which model it trains: it sees uint8 frames, DeviceNormalize,
-and the output contract of ops.models.as_output.
+and the output contract of ops.model_api.as_output.
 
 Training step: x = normalize(frames); out = as_output(model(x));
 loss = CE(out.logits, labels) (if logits) + sum(out.losses). Mixed precision (`amp`): "bf16"
@@ -27,7 +27,7 @@ from ops import distributed as du
 from ops.dataset import check_skip_ceiling
 from ops.evaluation import compute_metrics, gather_names, gather_predictions, predict
 from ops.logging_setup import setup_logging, teardown_logging
-from ops.models import as_output
+from ops.model_api import as_output
 
 logger = logging.getLogger(__name__)
 
@@ -330,17 +330,19 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
 
 
 @torch.no_grad()
-def validate(model, loader, normalize, device, num_class, amp=None, keep_views=False, progress=True):
+def validate(model, loader, normalize, device, num_class, amp=None, keep_views=False, progress=True,
+             classifies=True):
     """Validation over every video exactly once (whatever the number of ranks).
 
-    Models with logits: views are averaged per video (raw scores), rows are gathered from every
-    rank and deduplicated, then loss (cross-entropy of the averaged scores), top-1, top-5, mean class
-    accuracy and the confusion matrix are computed. Models without logits (SSL pre-training) get
-    their reported losses and metrics averaged. Returns (stats, skipped names).
+    Models that classify (`classifies`): views are averaged per video (raw scores), rows are
+    gathered from every rank and deduplicated, then loss (cross-entropy of the averaged scores),
+    top-1, top-5, mean class accuracy and the confusion matrix are computed. Models without logits
+    (SSL pre-training) get their reported losses and metrics averaged, their input shaped as in
+    training (`keep_views`). Returns (stats, skipped names).
     """
     dtype = amp_dtype(amp)
     show = progress and du.is_main()
-    if not keep_views:
+    if classifies:
         indices, scores, labels, skipped = predict(model, loader, normalize, device, amp_dtype=dtype,
                                                    progress=show, desc="validate")
         indices, scores, labels = gather_predictions(indices, scores, labels)
@@ -357,7 +359,7 @@ def validate(model, loader, normalize, device, num_class, amp=None, keep_views=F
             continue
         frames, labels = to_device((frames, labels), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = as_output(model(normalize(frames)))
+            out = as_output(model(forward_input(normalize(frames), keep_views)))
             loss, parts = compute_loss(out, labels)
         meter.update(frames.shape[0], loss, parts, out["metrics"], out["logits"], labels)
     return meter.reduce(), gather_names(skipped)

@@ -11,6 +11,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ops.model_api import as_output
+
 
 def average_views(logits, num_views, softmax=False):
     """[B * V, C] view scores -> [B, C] per-video scores (mean of softmax or of raw scores)."""
@@ -31,8 +33,6 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
     Returns this rank's (indices [N], scores [N, C], labels [N]) as CPU tensors, plus the names of
     samples skipped under the skip policy.
     """
-    from ops.models import as_output
-
     model.eval()
     all_idx, all_scores, all_labels, skipped = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):

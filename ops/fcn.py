@@ -3,7 +3,7 @@ recurrent ones. `FCN` convolves the [K, D] matrix of projected frame features as
 image; `FCN3D` keeps the spatial maps and convolves [D, K, h, w] in 3D."""
 import torch.nn as nn
 
-from ops.consensus import make_new_fc
+from ops.model_api import make_new_fc
 from ops.registry import CONSENSUS
 
 

@@ -3,7 +3,7 @@ Reasoning in Videos"): the K projected frame features, concatenated in time orde
 two-layer perceptron, so the classifier sees which feature came when (unlike averaging)."""
 import torch.nn as nn
 
-from ops.consensus import make_new_fc
+from ops.model_api import make_new_fc
 from ops.registry import CONSENSUS
 
 

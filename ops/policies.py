@@ -10,6 +10,11 @@ each group from `lr_mult` (the reference codes computed such groups and then nev
 A module type with parameters of its own that no rule below covers must declare
 `param_policy() -> {param_name: group}`, group being a name from GROUPS or a tuple
 (new_name, lr_mult, decay_mult); anything left unmatched is an error, never silently untrained.
+The names are relative to the module, so a model may also file a part it does not own directly
+(CPC-Trans's encoder at lr/10: `encoder.layer1.0.conv1.weight`); a declaration wins over the rules.
+
+A linear probe (`freeze_for_linear_probe`) trains only the parameters `linear_probe_parameters`
+names; the frozen parts run as in evaluation.
 """
 import torch.nn as nn
 
@@ -52,18 +57,23 @@ def build_param_groups(model, lr, weight_decay, fc_lr5=False):
     groups = {name: [] for name in GROUPS}
     seen, unmatched = set(), []
     first_conv_done = False
+    declared = {}
+    for module_name, module in model.named_modules():
+        if hasattr(module, "param_policy"):
+            declared.update({f"{module_name}.{name}" if module_name else name: group
+                             for name, group in module.param_policy().items()})
     for module_name, module in model.named_modules():
         own = list(module.named_parameters(recurse=False))
         if not own:
             continue
-        policy = module.param_policy() if hasattr(module, "param_policy") else {}
         is_first_conv = isinstance(module, CONVS) and not first_conv_done
         first_conv_done = first_conv_done or isinstance(module, CONVS)
         for param_name, param in own:
             if id(param) in seen:
                 continue
             seen.add(id(param))
-            group = policy.get(param_name) or _rule(module, module_name, param_name, is_first_conv, fc_lr5)
+            full_name = f"{module_name}.{param_name}" if module_name else param_name
+            group = declared.get(full_name) or _rule(module, module_name, param_name, is_first_conv, fc_lr5)
             if isinstance(group, tuple):
                 group, lr_mult, decay_mult = group
                 if mults.setdefault(group, (lr_mult, decay_mult)) != (lr_mult, decay_mult):
@@ -89,21 +99,46 @@ def describe_groups(groups):
                      f"lr x{g['lr_mult']:g}  wd x{g['decay_mult']:g}" for g in groups)
 
 
+def linear_probe_parameters(model, finetune_report=None):
+    """What a linear probe (`--train_what last`) trains: the parameters the model names in its
+    `linear_probe_parameters()` (CPC-Trans: its BN1d and classifier), else the parameters
+    `--tune_from` did not provide (in `finetune_report["missing"]`: the new classifier)."""
+    if hasattr(model, "linear_probe_parameters"):
+        return sorted(model.linear_probe_parameters())
+    if finetune_report is None:
+        raise ValueError("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
+    params = {name for name, _ in model.named_parameters()}
+    missing = [name for name in finetune_report["missing"] if name in params]
+    if not missing:
+        raise ValueError("--train_what last: the --tune_from checkpoint provides every parameter of the model, so "
+                         "nothing would learn (a probe needs a new classifier: another class count)")
+    return missing
+
+
 def freeze_for_linear_probe(model, trainable):
-    """Linear evaluation of a fine-tuned clip model: every parameter not named in `trainable` (the
-    ones `--tune_from` did not provide, i.e. the new classifier) stops learning, and the frozen
-    normalisation layers keep their pre-trained statistics (they stay in eval mode in training).
-    Returns the names left trainable."""
-    trainable = set(trainable)
+    """Only the parameters named in `trainable` learn. Every part of the model whose parameters
+    are all frozen runs as in evaluation even in training (BatchNorm keeps its pre-trained
+    statistics, dropout inside it is off): a forward pre-hook puts each of its modules in eval
+    mode, whatever `train()` said. Returns the names left trainable."""
+    names = {name for name, _ in model.named_parameters()}
+    unknown = set(trainable) - names
+    if unknown:
+        raise ValueError(f"linear probe: the model has no parameter(s) {sorted(unknown)[:5]}")
     for name, param in model.named_parameters():
         param.requires_grad_(name in trainable)
-    for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in own):
-            module.train = _stay_in_eval.__get__(module)
-            module.eval()
+    _run_frozen_parts_in_eval(model)
     return sorted(n for n, p in model.named_parameters() if p.requires_grad)
 
 
-def _stay_in_eval(module, mode=True):
-    return nn.Module.train(module, False)
+def _run_frozen_parts_in_eval(module):
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        for part in module.modules():
+            part.register_forward_pre_hook(_eval_mode)
+        return
+    for child in module.children():
+        _run_frozen_parts_in_eval(child)
+
+
+def _eval_mode(module, args):
+    module.training = False

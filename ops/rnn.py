@@ -5,7 +5,7 @@ plain weights/biases; the reference code trained only the input weights)."""
 import torch
 import torch.nn as nn
 
-from ops.consensus import make_new_fc
+from ops.model_api import make_new_fc
 from ops.registry import CONSENSUS
 
 RNN_TYPES = {

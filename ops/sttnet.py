@@ -13,9 +13,9 @@ import math
 
 import torch.nn.functional as F
 
-from ops.models import TSN, build_backbone, tsn_kwargs
 from ops.registry import MODELS
 from ops.scsa import SCSA
+from ops.tsn import TSN, build_backbone, tsn_kwargs
 from selfsupervision.rbrc import RBRCHead, rbrc_transform
 from selfsupervision.rbrf import RBRFHead, rbrf_labels, rbrf_transform
 
@@ -62,7 +62,7 @@ class STTNet(TSN):
         metrics[f"{name}_acc"] = 100 * (logits.argmax(-1) == labels).float().mean().detach()  # in %, like top-1
 
 
-@MODELS.register("sttnet")
+@MODELS.register("sttnet", role="family")
 def sttnet(cfg):
     """STTNet from the run configuration (flags of the STTNet section of opts.py). The positional
     table is sized for a stride-32 backbone at the crop size; other map sizes are interpolated."""

@@ -9,7 +9,7 @@ identity path keeps the frame's own features; `block` shifts the input of the wh
 
 The wrapped module is kept as the attribute `net`, so parameter names are those of TSM's released
 checkpoints (`layer1.0.conv1.net.weight`; with --temporal_pool `layer2.net.0.conv1.net.weight`).
-Frames reach the backbone as [N * T, C, H, W] with the T frames of a clip consecutive (ops.models.TSN
+Frames reach the backbone as [N * T, C, H, W] with the T frames of a clip consecutive (ops.tsn.TSN
 folds clips and views into the batch that way), which is what lets the shift see the time axis.
 """
 import torch

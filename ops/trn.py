@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ops.consensus import make_new_fc
+from ops.model_api import make_new_fc
 from ops.registry import CONSENSUS
 
 # Relations per scale below K: drawn at random in training (TRN's choice), so a forward costs

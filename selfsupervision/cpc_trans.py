@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from ops.models import InputSpec, default_scale_size
+from ops.model_api import InputSpec, default_scale_size
 from ops.registry import MODELS
 from ops.sampling import ClipSampler
 
@@ -164,6 +164,8 @@ class CPCTransBase(nn.Module):
 class CPCTrans(CPCTransBase):
     """Pre-training model: returns only `losses` (dense InfoNCE) and `metrics` (pretext top-1/5)."""
 
+    takes_views = True   # [B, V, N, ...] in training: each view is a separate clip
+
     def __init__(self, num_seq=5, pred_step=3, **kwargs):
         super().__init__(num_seq=num_seq, **kwargs)
         if not 1 <= pred_step < num_seq:
@@ -217,47 +219,37 @@ def dense_infonce(z_hat, target):
 
 class CPCTransClassifier(CPCTransBase):
     """Fine-tuning model: encoder -> ReLU -> transformer -> ConvGRU over all N steps -> spatial
-    average -> BN1d -> Dropout -> Linear. `train_what="last"` freezes everything before the BN1d
-    (a linear probe; frozen parts stay in eval mode); `"ft"` trains all, the encoder at lr/10."""
+    average -> BN1d -> Dropout -> Linear. Fine-tuning trains all, the encoder at lr x
+    `encoder_lr_mult` (DPC's lr/10); a linear probe (`--train_what last`) trains the BN1d and the
+    Linear only (`linear_probe_parameters`), the frozen parts running as in evaluation."""
 
-    def __init__(self, num_class, dropout=0.5, train_what="ft", encoder_lr_mult=0.1, **kwargs):
+    test_softmax = True   # the test protocol averages softmax over the windows (ssl.md)
+
+    def __init__(self, num_class, dropout=0.5, encoder_lr_mult=0.1, **kwargs):
         super().__init__(**kwargs)
-        if train_what not in ("ft", "last"):
-            raise ValueError(f"train_what must be 'ft' or 'last' (got {train_what!r})")
-        self.train_what = train_what
+        self.encoder_lr_mult = encoder_lr_mult
         self.bn = nn.BatchNorm1d(self.feature_dim)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.feature_dim, num_class)  # not `new_fc`: trained at the base lr, as in DPC
-        if train_what == "last":
-            for module in self.frozen_modules():
-                module.requires_grad_(False)
-        else:
-            lower_lr(self.encoder, encoder_lr_mult)
 
-    def frozen_modules(self):
-        return [self.encoder, self.transformer, self.agg] if self.train_what == "last" else []
+    def linear_probe_parameters(self):
+        return [name for name, _ in self.named_parameters() if name.startswith(("bn.", "fc."))]
 
-    def train(self, mode=True):
-        super().train(mode)
-        for module in self.frozen_modules():
-            module.eval()
-        return self
+    def param_policy(self):
+        """Every encoder parameter at lr x encoder_lr_mult: weights with weight decay, norms and
+        biases without (ops/policies.py)."""
+        policy = {}
+        for module_name, module in self.encoder.named_modules():
+            decayed = not isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for name, _ in module.named_parameters(recurse=False):
+                group = ("encoder_weight", self.encoder_lr_mult, 1) if decayed and name == "weight" \
+                    else ("encoder_no_decay", self.encoder_lr_mult, 0)
+                policy[".".join(filter(None, ("encoder", module_name, name)))] = group
+        return policy
 
     def forward(self, x):
         """[B, N, 3, H, W] -> logits [B, C] (test windows arrive folded into the batch)."""
         return self.fc(self.dropout(self.bn(self.forward_features(x))))
-
-
-def lower_lr(net, lr_mult):
-    """File every parameter of `net` under its own optimizer groups at lr x lr_mult (conv weights
-    with weight decay, norms without) through the param_policy hook of ops/policies.py."""
-    for module in net.modules():
-        names = [name for name, _ in module.named_parameters(recurse=False)]
-        if not names:
-            continue
-        decayed = not isinstance(module, nn.modules.batchnorm._BatchNorm)
-        module.param_policy = {name: ("encoder_weight", lr_mult, 1) if decayed and name == "weight"
-                               else ("encoder_no_decay", lr_mult, 0) for name in names}.copy
 
 
 def _cpc_kwargs(cfg):
@@ -268,14 +260,13 @@ def _cpc_kwargs(cfg):
                 attn_dropout=cfg.get("cpc_dropout", 0.1))
 
 
-@MODELS.register("cpc_trans")
+@MODELS.register("cpc_trans", role="ssl")
 def cpc_trans(cfg):
     """Pre-training (`--ssl cpc_trans`)."""
     return CPCTrans(pred_step=cfg.get("pred_step", 3), **_cpc_kwargs(cfg))
 
 
-@MODELS.register("cpc_trans_ft")
+@MODELS.register("cpc_trans_ft", role="family")
 def cpc_trans_ft(cfg):
     """Fine-tuning / linear probe (`--model cpc_trans_ft --train_what ft|last --tune_from ...`)."""
-    return CPCTransClassifier(cfg["num_class"], dropout=cfg.get("dropout", 0.5),
-                              train_what=cfg.get("train_what", "ft"), **_cpc_kwargs(cfg))
+    return CPCTransClassifier(cfg["num_class"], dropout=cfg.get("dropout", 0.5), **_cpc_kwargs(cfg))

@@ -138,6 +138,9 @@ class VTDL(nn.Module):
     FIFO queue of K keys. Input [B, 3, C, T, H, W]: views (query, key, temporal negative).
     Returns only `losses` and `metrics`; the queue and f_k change only in training mode."""
 
+    takes_views = True            # the three views arrive as [B, 3, ...]
+    needs_equal_batches = True    # under DDP the key queue gathers the same batch size from every rank
+
     def __init__(self, encoder, feature_dim, clip_len=16, frame_stride=4, crop_size=224, flip=True, dim=128,
                  queue_size=5000, momentum=0.999, temperature=0.07, tca_max=0.1, temporal_negative=True,
                  bn_splits=1):
@@ -282,11 +285,11 @@ def strip_unused(encoder, example):
 QUEUE_SIZES = {"ucf101": 5000, "hmdb51": 3569, "kinetics": 12500}
 
 
-@MODELS.register("vtdl")
+@MODELS.register("vtdl", role="ssl")
 def vtdl(cfg):
     """Pre-training (`--ssl vtdl --arch <clip model>`); fine-tune with `--arch <clip model>
     --tune_from <vtdl checkpoint>`: encoder_q's weights land in the plain clip model."""
-    if cfg.get("arch") not in MODELS:
+    if MODELS.role(cfg.get("arch")) != "whole":
         raise ValueError(f"VTDL needs a clip model as --arch (one of the registered models with "
                          f"forward_features), got {cfg.get('arch')!r}")
     encoder = MODELS.create(cfg["arch"], cfg)

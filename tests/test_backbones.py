@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from archs import load_pretrained
-from ops.models import build_model
-from ops.registry import BACKBONES
+from ops.model_api import load_pretrained
+from ops.models import BACKBONES, build_model
 from ops.transforms import DeviceNormalize
 
 # Input channels of each BN-Inception module, worked out by hand from the branch widths of the

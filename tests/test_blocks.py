@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from ops.models import TSN, build_model
+from ops.models import BACKBONES, CONSENSUS, build_model
 from ops.policies import build_param_groups
-from ops.registry import BACKBONES, CONSENSUS
 from ops.trn import EVAL_RELATIONS
+from ops.tsn import TSN
 
 BLOCKS = ["MLP", "TRN", "TRNmultiscale", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "BLSTM", "FCN", "FCN3D"]
 NUM_CLASS = 5

@@ -12,9 +12,9 @@ import torch.nn as nn
 
 from ops import checkpoint as ckpt
 from ops.engine import LRSchedule
-from ops.models import TSN
+from ops.models import BACKBONES
 from ops.policies import build_param_groups
-from ops.registry import BACKBONES
+from ops.tsn import TSN
 
 
 def small_tsn(num_class=4):

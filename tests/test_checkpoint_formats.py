@@ -12,8 +12,7 @@ import torchvision
 
 import main
 from ops.checkpoint_formats import Skipped, classifier_name, load_weights, read_checkpoint
-from ops.models import build_model, model_from_checkpoint
-from ops.registry import BACKBONES
+from ops.models import BACKBONES, build_model, model_from_checkpoint
 from ops.scsa import resize_time
 from tests.videogen import write_list_dataset
 from tools import convert_checkpoint

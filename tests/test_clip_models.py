@@ -7,9 +7,8 @@ import torch.nn.functional as F
 from archs.c3d import C3D
 from archs.r2plus1d import FactoredConv, mid_channels
 from archs.stts import AttentionGate, STTSConv
-from ops.models import build_model
+from ops.models import MODELS, build_model
 from ops.policies import build_param_groups
-from ops.registry import MODELS
 
 CLIP_MODELS = ["c3d", "r2plus1d", "stts", "stts_a", "r3d18", "i3d"]
 

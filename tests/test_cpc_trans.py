@@ -2,7 +2,7 @@
 fine-tuning model's shapes, freezing and parameter groups."""
 import torch
 
-from ops.policies import build_param_groups
+from ops.policies import build_param_groups, freeze_for_linear_probe, linear_probe_parameters
 from selfsupervision.cpc_trans import (CellTransformer, CPCTrans, CPCTransClassifier, dense_infonce,
                                        infonce_scores)
 
@@ -96,10 +96,12 @@ def test_classifier_shapes_freezing_and_groups():
     assert {id(p) for g in ("encoder_weight", "encoder_no_decay") for p in groups[g]["params"]} == encoder_params
     assert groups["encoder_weight"]["lr"] == groups["normal_weight"]["lr"] / 10
 
-    probe = CPCTransClassifier(7, num_seq=4, train_what="last", **TINY).train()
-    trainable = {n for n, p in probe.named_parameters() if p.requires_grad}
-    assert trainable == {"bn.weight", "bn.bias", "fc.weight", "fc.bias"}
-    assert not probe.encoder.training and probe.bn.training
+    probe = CPCTransClassifier(7, num_seq=4, **TINY)
+    trainable = freeze_for_linear_probe(probe, linear_probe_parameters(probe))   # no --tune_from needed
+    assert trainable == ["bn.bias", "bn.weight", "fc.bias", "fc.weight"]
+    probe.train()(torch.randn(2, 4, 3, 32, 32))
+    assert not probe.encoder.training and not probe.transformer.encoder.layers[0].dropout.training
+    assert probe.bn.training and probe.dropout.training
 
 
 def test_finetune_names_match_pretraining():

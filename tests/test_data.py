@@ -7,7 +7,7 @@ from torch.utils.data import DistributedSampler
 
 from ops.data import ShardSampler, build_dataset, build_loader
 from ops.dataset_configs import get_dataset_config
-from ops.models import InputSpec
+from ops.model_api import InputSpec
 from ops.sampling import ClipSampler, TSNSampler
 from tests.videogen import make_frames, write_frame_folder
 

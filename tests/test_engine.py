@@ -81,9 +81,9 @@ def test_epoch_meter_mean_class_accuracy_over_present_classes():
 
 def test_train_and_validate_with_cpu_amp_and_clipping():
     from ops.engine import train_one_epoch, validate
-    from ops.models import TSN
+    from ops.models import BACKBONES
     from ops.policies import build_param_groups
-    from ops.registry import BACKBONES
+    from ops.tsn import TSN
     from ops.transforms import DeviceNormalize
 
     torch.manual_seed(0)

@@ -250,7 +250,7 @@ def test_run_names_say_what_shaped_the_model(flags, name):
 
 
 def test_help_states_each_default_once_and_lists_every_registered_arch():
-    from ops.registry import BACKBONES
+    from ops.models import BACKBONES
     text = " ".join(main.build_train_parser().format_help().split())
     assert "(default: the dataset's)" in text and "(default: None)" not in text
     assert "(default: 8)" in text  # a plain default is still shown

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ops.registry import BACKBONES, MODELS
+from ops.models import BACKBONES, MODELS
 from tools import model_info
 
 

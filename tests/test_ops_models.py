@@ -4,9 +4,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from archs import load_pretrained
-from ops.models import TSN, InputSpec, as_output, build_model
-from ops.registry import BACKBONES, CONSENSUS, MODELS
+from ops.model_api import InputSpec, as_output, load_pretrained
+from ops.models import BACKBONES, CONSENSUS, MODELS, build_model
+from ops.tsn import TSN
 
 
 def tsn(**kwargs):
@@ -90,7 +90,7 @@ def test_build_model_dispatch_and_block_options():
             block.hidden = rnn_hidden_size
             return block
     if "_test_clip" not in MODELS:
-        @MODELS.register("_test_clip")
+        @MODELS.register("_test_clip", role="whole")
         def _clip(cfg):
             return nn.Linear(1, cfg["num_class"])
     cfg = dict(model="tsn", arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block", rnn_hidden_size=77)

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ops.models import TSN
+from ops.models import BACKBONES
 from ops.policies import build_param_groups
-from ops.registry import BACKBONES
+from ops.tsn import TSN
 
 LR, WD = 0.1, 1e-3
 

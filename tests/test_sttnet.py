@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from opts import build_train_parser
-from ops.models import as_output, build_model
+from ops.model_api import as_output
+from ops.models import build_model
 from ops.policies import build_param_groups
 from ops.sttnet import STTNet
 from tests.test_main import base_args, make_colour_dataset

@@ -162,9 +162,9 @@ def test_pretrained_backbone_lands_in_the_plain_clip_model(tmp_path, caplog):
     trainable = freeze_for_linear_probe(clip, report["missing"])
     assert trainable == ["fc.bias", "fc.weight"]
     clip.train()
-    assert not clip.layer1[0].conv1[1].training
     stats = clip.layer1[0].conv1[1].running_mean.clone()
     clip(torch.randn(2, 3, 4, 32, 32)).sum().backward()
+    assert not clip.layer1[0].conv1[1].training and clip.dropout.training   # the frozen parts run as in eval
     assert torch.equal(stats, clip.layer1[0].conv1[1].running_mean)
     assert clip.stem[0].weight.grad is None and clip.fc.weight.grad is not None
 

@@ -29,10 +29,11 @@ import torchvision
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ops.engine import LRSchedule, amp_dtype, train_one_epoch  # noqa: E402
-from archs.resnet import IMAGENET_SPEC  # noqa: E402
-from ops.models import TSN, build_model  # noqa: E402
+from ops.model_api import IMAGENET_SPEC  # noqa: E402
+from ops.models import build_model  # noqa: E402
 from ops.policies import build_param_groups  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
+from ops.tsn import TSN  # noqa: E402
 from opts import add_amp_arg  # noqa: E402
 
 

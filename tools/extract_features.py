@@ -38,8 +38,9 @@ from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 
-# Pre-training method -> the model whose features it pre-trains (None: the plain --arch model).
-FEATURE_MODEL = {"cpc_trans": "cpc_trans_ft", "vtdl": None}
+# Pre-training method -> the model whose features it pre-trains; any other method pre-trains the
+# plain --arch model (VTDL: the clip model).
+FEATURE_MODEL = {"cpc_trans": "cpc_trans_ft"}
 
 logger = logging.getLogger("extract_features")
 
@@ -50,7 +51,7 @@ def feature_model(path, random_init=False, seed=0):
     random_init: the same network freshly initialised from `seed` (the random-init baseline)."""
     def feature_overrides(trained):
         ssl = trained.get("ssl")
-        return dict(ssl=None, model=FEATURE_MODEL[ssl] or trained.get("model")) if ssl else {}
+        return dict(ssl=None, model=FEATURE_MODEL.get(ssl) or trained.get("model")) if ssl else {}
 
     torch.manual_seed(seed)
     model, cfg = model_from_checkpoint(path, feature_overrides, random_init=random_init)

@@ -27,7 +27,8 @@ from ops.dataset import BadSampleError, RawFrameReader, make_reader  # noqa: E40
 from ops.dataset_configs import get_dataset_config, read_class_names  # noqa: E402
 from ops.evaluation import average_views  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
-from ops.models import as_output, model_from_checkpoint  # noqa: E402
+from ops.model_api import as_output  # noqa: E402
+from ops.models import model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 from opts import VIDEO_DECODER, VIDEO_DECODERS  # noqa: E402
 

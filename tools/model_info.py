@@ -27,16 +27,17 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from opts import build_train_parser  # noqa: E402
 from ops.data import default_sampler, default_transform  # noqa: E402
-from ops.models import as_output, build_model, model_label  # noqa: E402
-from ops.registry import BACKBONES, MODELS  # noqa: E402
+from ops.model_api import as_output  # noqa: E402
+from ops.models import BACKBONES, MODELS, build_model, model_label  # noqa: E402
 
 # Settings the --all table uses where a model is usually quoted at something other than main.py's
 # defaults: the clip lengths of the published settings (STTS project: 32 frames; VTDL: R3D 16
 # frames, I3D fine-tuned on 64; the zoos' I3D and SlowOnly R50: 8), and a clip model for VTDL's encoder.
 REFERENCE_SETTINGS = {
     "c3d": dict(clip_len=32), "r2plus1d": dict(clip_len=32), "stts": dict(clip_len=32), "stts_a": dict(clip_len=32),
-    "r3d18": dict(clip_len=16), "i3d": dict(clip_len=64), "vtdl": dict(ssl="vtdl", arch="r3d18", clip_len=16),
-    "cpc_trans": dict(ssl="cpc_trans"), "i3d_r50": dict(clip_len=8), "slowonly_r50": dict(clip_len=8),
+    "r3d18": dict(clip_len=16), "i3d": dict(clip_len=64), "vtdl": dict(arch="r3d18", clip_len=16),
+    "i3d_r50": dict(clip_len=8), "slowonly_r50": dict(clip_len=8),
+    "cpc_trans_ft": dict(arch="resnet18"),   # its encoder is DPC's ResNet-18 variant, whatever --arch says
 }
 DEFAULT_NUM_CLASS = 101
 
@@ -152,16 +153,19 @@ def measure_speed(model, shape, device, iters=10, warmup=3, train_batch=8):
 
 def registry_configs(argv=()):
     """One run configuration per registered model at its usual input: each 2D backbone in TSN,
-    TSM (TSN + temporal shift on ResNet-50), STTNet on main.py's default backbone, each clip model,
-    each pre-training / fine-tuning model."""
+    TSM (TSN + temporal shift on ResNet-50), each other family on main.py's default backbone, each
+    whole (clip) model, each pre-training method."""
     configs = []
     for name in MODELS.names():
+        settings = REFERENCE_SETTINGS.get(name, {})
+        role = MODELS.role(name)
         if name == "tsn":
             configs += [run_config(argv, model="tsn", arch=backbone) for backbone in BACKBONES.names()]
             configs.append(run_config(argv, model="tsn", arch="resnet50", shift=True))
-        else:
-            settings = REFERENCE_SETTINGS.get(name, {})
+        elif role == "family":
             configs.append(run_config(argv, **{"model": name, **settings}))
+        else:
+            configs.append(run_config(argv, **{"arch" if role == "whole" else "ssl": name, **settings}))
     return configs
 
 
