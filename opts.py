@@ -1,6 +1,8 @@
 """Every command-line option, declared once with its default and help, and checked once.
 
-main.py, test_models.py and the tools build their parsers from the groups here, so a flag means
+main.py's parser is built here (tools/model_info.py and tools/convert_checkpoint.py reuse it);
+test_models.py and the other tools declare their own few flags and take the shared pieces from
+here (decoder choices, --amp, the skip ceiling, the help format, one-line errors), so a flag means
 the same thing everywhere. `check_args` is the single place where options are cross-checked;
 nothing deeper in the code reads a global `args`.
 """

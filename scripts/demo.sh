@@ -43,14 +43,16 @@ echo "   ... and on the same views played backwards (--reverse_time), to see whe
 import sys
 import numpy as np
 sys.path.insert(0, ".")
-from tools.synthetic import APPEARANCE, pair_direction_accuracy, reversal_direction_accuracy
+from ops.evaluation import pair_direction_accuracy, reversal_direction_accuracy
+from tools.synthetic import APPEARANCE, time_reversed_partner
 d, r = np.load(sys.argv[1]), np.load(sys.argv[2])
+partner = time_reversed_partner()
 shapes = d["labels"] < len(APPEARANCE)
 print(f"appearance-class accuracy {100 * np.mean(d['scores'][shapes].argmax(1) == d['labels'][shapes]):.1f}% "
       "(the 4 shape classes, told apart in any single frame)")
-print(f"pair-direction accuracy {pair_direction_accuracy(d['scores'], d['labels']):.1f}% "
+print(f"pair-direction accuracy {pair_direction_accuracy(d['scores'], d['labels'], partner):.1f}% "
       "(time-reversed pairs told apart; 50% = blind to frame order)")
-print(f"reversal-direction accuracy {reversal_direction_accuracy(d['scores'], r['scores'], d['labels']):.1f}% "
+print(f"reversal-direction accuracy {reversal_direction_accuracy(d['scores'], r['scores'], d['labels'], partner):.1f}% "
       "(each paired video against itself played backwards; exactly 50% = blind to frame order)")
 PY
 

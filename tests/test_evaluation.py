@@ -9,7 +9,9 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from ops.evaluation import (average_views, compute_metrics, confusion_matrix, gather_names, predict,
-                            gather_predictions, save_confusion_png)
+                            gather_predictions, pair_direction_accuracy, reversal_direction_accuracy,
+                            save_confusion_png)
+from tools import synthetic as syn
 
 
 def test_topk_and_mean_class_accuracy():
@@ -117,3 +119,42 @@ def test_predict_averages_views_and_passes_over_skipped_batches():
     assert idx.tolist() == [5, 7] and labels.tolist() == [0, 2]
     assert torch.allclose(scores, torch.tensor([[60.0, 0, 0], [0, 0, 255.0]]))
     assert skipped == ["a.mp4: truncated", "b.mp4: frame 3: empty file"]
+
+
+# The synthetic benchmark's time-reversed pairs as the partner map of the direction accuracies.
+PARTNER = syn.time_reversed_partner()
+
+
+def test_pair_direction_accuracy_scores_only_the_arrow_of_time():
+    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
+    labels = np.array([left, right, ring, left])
+    scores = np.zeros((4, len(syn.CLASSES)))
+    scores[0, left], scores[0, right] = 2, 1      # right direction
+    scores[1, left], scores[1, right] = 3, 1      # wrong direction
+    scores[2, ring] = 5                           # appearance video: not counted
+    scores[3, left] = scores[3, right] = 1        # blind to order: half
+    assert pair_direction_accuracy(scores, labels, PARTNER) == pytest.approx(100 * 1.5 / 3)
+    # A model whose scores cannot tell a pair apart is at 50% whatever else it gets right.
+    blind = np.ones((4, len(syn.CLASSES)))
+    assert pair_direction_accuracy(blind, labels, PARTNER) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        pair_direction_accuracy(scores[2:3], labels[2:3], PARTNER)
+
+
+def test_reversal_direction_accuracy_compares_each_video_with_its_reversal():
+    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
+    labels = np.array([left, right, ring, left])
+    scores, backwards = np.zeros((4, len(syn.CLASSES))), np.zeros((4, len(syn.CLASSES)))
+    scores[0, left], backwards[0, right] = 1, 1   # follows the arrow of time
+    scores[1, left], backwards[1, left] = 3, 1    # true class right, yet left wins by more forwards: wrong
+    scores[2, ring] = 5                           # appearance video: not counted
+    scores[3, left], backwards[3, left] = 2, 4    # margin grows when reversed: wrong
+    assert reversal_direction_accuracy(scores, backwards, labels, PARTNER) == pytest.approx(100 / 3)
+    # Order-blind: identical scores forwards and backwards, exactly 50% whatever the scores are.
+    blind = np.random.default_rng(0).normal(size=(4, len(syn.CLASSES)))
+    assert reversal_direction_accuracy(blind, blind, labels, PARTNER) == pytest.approx(50.0)
+    # ... also when the second pass differs by float32 rounding (frames summed in another order)
+    rounding = blind * (1 + 1e-7 * np.random.default_rng(1).choice([-1, 1], size=blind.shape))
+    assert reversal_direction_accuracy(blind, rounding, labels, PARTNER) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        reversal_direction_accuracy(scores, backwards[:3], labels, PARTNER)

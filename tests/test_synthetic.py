@@ -221,41 +221,6 @@ def test_cli_total_per_class(tmp_path, capsys):
         syn.main(["--out", str(out), "--videos_per_class", "1", "2"])
 
 
-def test_pair_direction_accuracy_scores_only_the_arrow_of_time():
-    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
-    labels = np.array([left, right, ring, left])
-    scores = np.zeros((4, len(syn.CLASSES)))
-    scores[0, left], scores[0, right] = 2, 1      # right direction
-    scores[1, left], scores[1, right] = 3, 1      # wrong direction
-    scores[2, ring] = 5                           # appearance video: not counted
-    scores[3, left] = scores[3, right] = 1        # blind to order: half
-    assert syn.pair_direction_accuracy(scores, labels) == pytest.approx(100 * 1.5 / 3)
-    # A model whose scores cannot tell a pair apart is at 50% whatever else it gets right.
-    blind = np.ones((4, len(syn.CLASSES)))
-    assert syn.pair_direction_accuracy(blind, labels) == pytest.approx(50.0)
-    with pytest.raises(ValueError):
-        syn.pair_direction_accuracy(scores[2:3], labels[2:3])
-
-
-def test_reversal_direction_accuracy_compares_each_video_with_its_reversal():
-    left, right, ring = (syn.CLASSES.index(c) for c in ("moving_left", "moving_right", "ring"))
-    labels = np.array([left, right, ring, left])
-    scores, backwards = np.zeros((4, len(syn.CLASSES))), np.zeros((4, len(syn.CLASSES)))
-    scores[0, left], backwards[0, right] = 1, 1   # follows the arrow of time
-    scores[1, left], backwards[1, left] = 3, 1    # true class right, yet left wins by more forwards: wrong
-    scores[2, ring] = 5                           # appearance video: not counted
-    scores[3, left], backwards[3, left] = 2, 4    # margin grows when reversed: wrong
-    assert syn.reversal_direction_accuracy(scores, backwards, labels) == pytest.approx(100 / 3)
-    # Order-blind: identical scores forwards and backwards, exactly 50% whatever the scores are.
-    blind = np.random.default_rng(0).normal(size=(4, len(syn.CLASSES)))
-    assert syn.reversal_direction_accuracy(blind, blind, labels) == pytest.approx(50.0)
-    # ... also when the second pass differs by float32 rounding (frames summed in another order)
-    rounding = blind * (1 + 1e-7 * np.random.default_rng(1).choice([-1, 1], size=blind.shape))
-    assert syn.reversal_direction_accuracy(blind, rounding, labels) == pytest.approx(50.0)
-    with pytest.raises(ValueError):
-        syn.reversal_direction_accuracy(scores, backwards[:3], labels)
-
-
 def test_version_is_recorded_and_other_versions_refused(tmp_path):
     generate(tmp_path)
     assert syn.read_version(str(tmp_path)) == syn.VERSION

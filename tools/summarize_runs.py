@@ -8,9 +8,9 @@ it into <out>/seed<s>/<name>/test/metrics.json. This reads the test top-1 of eac
     summary.md    | <label> | test top-1 (mean ± std over seeds, 1 decimal) |[ train <METRIC> ... |]
 
 then prints summary.md. --pairs adds, for the synthetic benchmark, the pair-direction accuracy
-(tools/synthetic.pair_direction_accuracy on the runs' test/scores.npz: 50% = blind to frame
+(ops.evaluation.pair_direction_accuracy on the runs' test/scores.npz: 50% = blind to frame
 order). --reversal adds the reversal-direction accuracy
-(tools/synthetic.reversal_direction_accuracy: each video's test/scores.npz against the same views
+(ops.evaluation.reversal_direction_accuracy: each video's test/scores.npz against the same views
 played backwards, test_reversed/scores.npz from test_models.py --reverse_time; exactly 50% = blind
 to frame order). --pretext adds, per name and metric, the last training epoch's value from
 the runs' logs (<out>/seed<s>/<name>/log/*/log.txt), averaged over the seeds whose log reports it
@@ -35,7 +35,8 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.synthetic import pair_direction_accuracy, read_version, reversal_direction_accuracy  # noqa: E402
+from ops.evaluation import pair_direction_accuracy, reversal_direction_accuracy  # noqa: E402
+from tools.synthetic import read_version, time_reversed_partner  # noqa: E402
 
 
 def read_top1(out, name, seed):
@@ -58,7 +59,7 @@ def last_train_metric(out, name, seed, metric):
 def read_pair_accuracy(out, name, seed):
     """Pair-direction accuracy of one run, from its test/scores.npz (synthetic benchmark)."""
     data = np.load(f"{out}/seed{seed}/{name}/test/scores.npz")
-    return pair_direction_accuracy(data["scores"], data["labels"])
+    return pair_direction_accuracy(data["scores"], data["labels"], time_reversed_partner())
 
 
 PROTOCOL = ("num_clips", "test_crops", "twice_sample", "full_res", "softmax")  # views that must match
@@ -77,7 +78,8 @@ def read_reversal_accuracy(out, name, seed):
         protocols.append({k: metrics.get(k) for k in PROTOCOL})
     if protocols[0] != protocols[1]:
         raise ValueError(f"{run}: test/ and test_reversed/ used other views: {protocols[0]} vs {protocols[1]}")
-    return reversal_direction_accuracy(forward["scores"], backward["scores"], forward["labels"])
+    return reversal_direction_accuracy(forward["scores"], backward["scores"], forward["labels"],
+                                       time_reversed_partner())
 
 
 def pretext_title(metric):

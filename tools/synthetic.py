@@ -322,43 +322,14 @@ def write_video(frames, path, fps=FPS):
     os.replace(tmp, path)
 
 
-def _pair_margins(labels, *score_sets):
-    """For the videos of the paired classes, the score of the true class minus that of its
-    time-reversed partner, one array per score set ([N, classes] each)."""
+def time_reversed_partner():
+    """{class index: the index of its time-reversed partner} for the paired classes (the
+    `partner` of ops.evaluation's pair- and reversal-direction accuracies)."""
     partner = {}
     for a, b in PAIRS:
         ia, ib = CLASSES.index(a), CLASSES.index(b)
         partner[ia], partner[ib] = ib, ia
-    labels = np.asarray(labels)
-    rows = np.array([i for i, label in enumerate(labels) if int(label) in partner], dtype=np.int64)
-    if not len(rows):
-        raise ValueError("no video of a paired class to score")
-    other = np.array([partner[int(labels[i])] for i in rows])
-    return [np.asarray(s, np.float64)[rows, labels[rows]] - np.asarray(s, np.float64)[rows, other]
-            for s in score_sets]
-
-
-def reversal_direction_accuracy(scores, reversed_scores, labels):
-    """Temporal reasoning measured on each video against its own time reversal, in %: over the
-    videos of the paired classes, how often the margin of the true class over its partner is
-    larger on the video than on the same frames played backwards (which show the partner class).
-    Ties (equal up to float32 rounding) count half, so a model blind to frame order scores exactly
-    50%; unlike pair_direction_accuracy, appearance biases between test videos cancel out."""
-    if np.shape(scores) != np.shape(reversed_scores):
-        raise ValueError(f"scores {np.shape(scores)} and reversed scores {np.shape(reversed_scores)} differ in shape")
-    margin, margin_reversed = _pair_margins(labels, scores, reversed_scores)
-    # An order-blind model's two passes differ only by float32 summation order: that is a tie.
-    tie = np.isclose(margin, margin_reversed, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(scores).max()))
-    return float(100 * np.mean(np.where(tie, 0.5, margin > margin_reversed)))
-
-
-def pair_direction_accuracy(scores, labels):
-    """Temporal reasoning alone, in %: over the videos of the paired classes, how often the true
-    class scores above its time-reversed partner (ties count half). A model that ignores frame
-    order sits at 50% here however well it learned the rest, so this separates "learned the
-    pairs" from "learned the arrow of time" at any training budget."""
-    margin, = _pair_margins(labels, scores)
-    return float(100 * np.mean((margin > 0) + 0.5 * (margin == 0)))
+    return partner
 
 
 def order_agnostic_ceiling(counts):
