@@ -381,12 +381,11 @@ def load_weights(model, path, allow_partial=False):
         else:
             mismatched.append(f"{key} {tuple(value.shape)} -> {target} {shape}")
 
-    missing = sorted(set(own) - set(selected))
+    # BatchNorm's step counter, absent from older files, is not a weight: it is never missing.
+    missing = sorted(k for k in set(own) - set(selected) if not (k.endswith(".num_batches_tracked") and k not in plan))
     source_tops = _top(plan) if rename is None else set()
     new, unloaded = [], []
     for key in missing:
-        if key.endswith(".num_batches_tracked") and key not in plan:
-            continue  # BatchNorm's step counter, absent from older files: not a weight
         is_head = bool(head) and key.startswith(head + ".")
         if rename is None:
             fresh = is_head or key.split(".", 1)[0] not in source_tops

@@ -244,7 +244,8 @@ def test_tsm_shifted_checkpoint_loads_fully_with_the_shift(files):
     report = load_weights(model, files["tsm_shift"])
     assert len(report["loaded"]) == len(model.state_dict()) == 320
     assert_full(report)
-    assert torch.equal(model.base_model.layer2[1].conv1.net.weight, source["module.base_model.layer2.1.conv1.net.weight"])
+    assert torch.equal(model.base_model.layer2[1].conv1.net.weight,
+                       source["module.base_model.layer2.1.conv1.net.weight"])
 
 
 def test_tsn_checkpoint_fills_the_shifted_network(files):
