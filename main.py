@@ -9,6 +9,7 @@ Logs (log.txt, args.json, TensorBoard events) go to <root_log>/<run name>/, chec
 (ckpt.pth = last, ckpt.best.pth = best validation) to <root_model>/<run name>/.
 """
 import logging
+import json
 import os
 import random
 import sys
@@ -16,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from opts import build_train_parser, check_args, default_partial_bn, one_line_errors
+from opts import MODEL_OPTIONS, build_train_parser, check_args, default_partial_bn, one_line_errors
 from ops import checkpoint as ckpt
 from ops.checkpoint_formats import load_weights
 from ops import distributed as du
@@ -27,7 +28,8 @@ from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
 from ops.evaluation import save_confusion_png
 from ops.model_api import declared
 from ops.models import build_model, model_name, names_whole_model
-from ops.policies import build_param_groups, describe_groups, freeze_for_linear_probe, linear_probe_parameters
+from ops.policies import (build_param_groups, classifier_is_new, describe_groups, freeze_for_linear_probe,
+                          linear_probe_parameters)
 from ops.transforms import DeviceNormalize
 
 
@@ -46,7 +48,8 @@ def run_name(args):
     if args.shift:
         arch = [arch[0] + f"_shift{args.shift_div}_{args.shift_place}" + ("_tpool" if args.temporal_pool else "")]
     if clip_model:
-        frames = f"clip{args.clip_len}" + (f"_stride{args.frame_stride}" if args.frame_stride != 1 else "")
+        stride = args.frame_stride or 1   # None before the model's default is resolved
+        frames = f"clip{args.clip_len}" + (f"_stride{stride}" if stride != 1 else "")
     else:
         frames = f"segment{args.num_segments}"
     head = [] if args.ssl or clip_model else [args.consensus_type]
@@ -98,6 +101,11 @@ def make_optimizer(args, groups):
     return cls(groups, lr=args.lr, weight_decay=args.weight_decay)
 
 
+def make_schedule(args, optimizer, iters_per_epoch):
+    return LRSchedule(optimizer, args.lr, args.lr_type, args.epochs, iters_per_epoch, args.lr_steps,
+                      args.warmup_epochs, patience=args.lr_patience, decay=args.lr_decay)
+
+
 def format_stats(stats, names=("loss", "top1", "top5", "mean_class_acc")):
     parts = [f"{n} {stats[n]:.4f}" if n == "loss" else f"{n} {stats[n]:.2f}" for n in names if n in stats]
     extra = [f"{n} {v:.4f}" if "loss" in n else f"{n} {v:.2f}" for n, v in sorted(stats.items())
@@ -112,6 +120,11 @@ def scalar_stats(stats):
 def main(argv=None):
     parser = one_line_errors(build_train_parser())
     args = check_args(parser.parse_args(argv), parser)
+    if args.print_config:
+        resolved = dict(vars(args), trains=model_name(vars(args)), store_name=run_name(args))
+        resolved.pop("local_rank")
+        print(json.dumps(resolved, indent=1, sort_keys=True))
+        return resolved
     dataset_cfg = resolve_dataset(args, parser)
     dist = du.init_distributed(args.local_rank, args.dist_backend)
     device = dist.device
@@ -153,7 +166,8 @@ def main(argv=None):
     started = state["config"] if state else config
     if config["partial_bn"] is None:
         config["partial_bn"] = started.get("partial_bn") if state else default_partial_bn(args)
-    config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"))
+    config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"),
+                  fc_lr5=started.get("fc_lr5", bool(started.get("tune_from"))) if state else False)
     log.save_json("args.json", ckpt.plain(config))
 
     seed_everything(args.seed)
@@ -171,6 +185,8 @@ def main(argv=None):
     if dist.distributed and declared(model, "needs_equal_batches") and args.on_bad_sample == "skip":
         parser.error(f"--on_bad_sample skip with {model_name(config)} under DDP: it needs equal batches on every "
                      "rank (VTDL's key queue); clean the list with tools/check_dataset.py, or train in one process")
+    log.text("=> the model's settings: " + ", ".join(f"{k} {config[k]}" for k in MODEL_OPTIONS
+                                                   if config[k] is not None))
     spec = model.input_spec
     keep_views = declared(model, "takes_views")
     try:  # a malformed list line or a too-small list: one line naming the file and line
@@ -204,16 +220,22 @@ def main(argv=None):
         model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
     normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
 
-    groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=bool(config["tune_from"]))
+    report = None   # what --tune_from loaded
+    if args.tune_from and not state:
+        try:
+            report = load_weights(model, args.tune_from, allow_partial=args.allow_partial_load)
+        except ValueError as err:
+            parser.error(f"--tune_from: {err}")
+        # x5 / x10 on the classifier only when it is new (another class count), not when the
+        # checkpoint provided it (same-dataset fine-tuning).
+        config["fc_lr5"] = classifier_is_new(report["missing"])
+    groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=config["fc_lr5"])
     log.text("=> parameter groups:\n" + describe_groups(groups), echo=False)
     optimizer = make_optimizer(args, groups)
-    schedule = LRSchedule(optimizer, args.lr, args.lr_type, args.epochs,
-                          0 if args.evaluate else len(train_loader), args.lr_steps, args.warmup_epochs,
-                          patience=args.lr_patience)
+    schedule = make_schedule(args, optimizer, 0 if args.evaluate else len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
     start_epoch, best_metric, best_epoch = 0, None, None
-    report = None   # what --tune_from loaded
     best_path = os.path.join(model_dir, "ckpt.best.pth")
     if state:
         try:
@@ -228,11 +250,6 @@ def main(argv=None):
             best_metric, best_epoch, message = ckpt.repair_best(state, resume_path, best_path, write=dist.is_main)
             log.text(f"=> {message}")
         del state
-    elif args.tune_from:
-        try:
-            report = load_weights(model, args.tune_from, allow_partial=args.allow_partial_load)
-        except ValueError as err:
-            parser.error(f"--tune_from: {err}")
     if args.train_what == "last" and not config["trainable"]:
         try:
             config["trainable"] = linear_probe_parameters(model, report)
@@ -251,6 +268,7 @@ def main(argv=None):
         model = torch.compile(model)
 
     def run_validation(epoch):
+        du.broadcast_buffers(val_model)  # every rank validates rank 0's weights, the ones the checkpoint saves
         stats, skipped = validate(val_model, val_loader, normalize, device, dataset_cfg.num_class, amp=args.amp,
                                   keep_views=keep_views, progress=not args.no_progress,
                                   classifies=not args.ssl)

@@ -58,7 +58,11 @@ def add_data_args(parser):
     g.add_argument("--new_length", type=int, default=1, help="L: consecutive frames per segment")
     g.add_argument("--dense_sample", action="store_true", help="I3D-style dense sampling (64-frame window)")
     g.add_argument("--clip_len", type=int, default=16, help="T: frames per clip (3D clip models)")
-    g.add_argument("--frame_stride", type=int, default=1, help="stride between clip frames (3D clip models)")
+    g.add_argument("--frame_stride", type=int, default=None,
+                   help="stride between clip frames with --clip_sampling consecutive (default: the model's)")
+    g.add_argument("--clip_sampling", default=None, choices=["consecutive", "chunks"],
+                   help="3D clip models: T consecutive frames at --frame_stride, or one frame per chunk of the whole "
+                        "video (the STTS project's published sampling). Default: the model's")
     g.add_argument("--scale_size", type=int, default=None, help="short side before cropping (default 256/224*crop)")
     g.add_argument("--crop_size", type=int, default=None, help="input side (default: the model's)")
     g.add_argument("--no_flip", action="store_true", help="disable random horizontal flips")
@@ -83,7 +87,8 @@ def add_model_args(parser):
                    f"model ({', '.join(MODELS.names(role='whole'))})")
     g.add_argument("--consensus_type", default="avg", help="segment consensus / spatio-temporal block")
     g.add_argument("--img_feature_dim", type=int, default=256, help="D: per-frame feature size for the blocks")
-    g.add_argument("--dropout", type=float, default=0.5, help="dropout before the classifier (0 disables)")
+    g.add_argument("--dropout", type=float, default=None,
+                   help="dropout before the classifier (0 disables). Default: the model's published value")
     g.add_argument("--pretrain", default="none", choices=["none", "imagenet"],
                    help="'imagenet' loads backbone weights from --pretrained_weights (never downloads)")
     g.add_argument("--pretrained_weights", default=None, help="local file of torchvision-format weights")
@@ -185,8 +190,11 @@ def add_train_args(parser):
     g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="optimizer")
     g.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=0.001, help="base learning rate")
     g.add_argument("--lr_type", default="step", choices=["step", "cos", "plateau"],
-                   help="schedule: step (x0.1 at --lr_steps), cosine, or x0.1 on a validation-loss plateau")
-    g.add_argument("--lr_steps", type=float, nargs="+", default=[20, 40], help="epochs where lr is x0.1")
+                   help="schedule: step (x --lr_decay at --lr_steps), cosine, or x --lr_decay on a validation-loss "
+                        "plateau")
+    g.add_argument("--lr_steps", type=float, nargs="+", default=[20, 40], help="epochs where lr is x --lr_decay")
+    g.add_argument("--lr_decay", type=float, default=0.1,
+                   help="lr factor of each step / plateau (VTDL's fine-tuning: 0.3)")
     g.add_argument("--warmup_epochs", type=float, default=0, help="linear warm-up length in epochs")
     g.add_argument("--lr_patience", type=int, default=10,
                    help="plateau schedule: validations without val-loss improvement before lr x0.1")
@@ -233,6 +241,8 @@ def add_run_args(parser):
     g.add_argument("--dist_backend", default=None, choices=["nccl", "gloo"],
                    help="process-group backend (default: nccl on CUDA, gloo on CPU; gloo runs several processes "
                         "on one GPU, which NCCL refuses)")
+    g.add_argument("--print_config", action="store_true",
+                   help="print the resolved configuration (every option, the model's defaults applied) and exit")
     g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
                    default=int(os.environ.get("LOCAL_RANK", 0)),
                    help="set by torch.distributed.launch; torchrun uses $LOCAL_RANK")
@@ -266,6 +276,52 @@ def build_train_parser():
     for add in (add_data_args, add_model_args, add_ssl_args, add_train_args, add_run_args):
         add(parser)
     return parser
+
+
+# Options whose default is the model's own (declared at its registration, MODELS.register(defaults=)).
+MODEL_OPTIONS = ("dropout", "crop_size", "frame_stride", "clip_sampling")
+
+
+def model_defaults(args):
+    """The published settings of what a run trains: the SSL method's over its clip model's (--arch)
+    over the model family's (--model)."""
+    from ops.models import MODELS
+    names = [args.model] + [args.arch] * (args.arch in MODELS) + [args.ssl] * bool(args.ssl)
+    merged = {}
+    for name in names:
+        merged.update(MODELS.defaults(name))
+    return merged
+
+
+def resolve_model_defaults(args):
+    """Options left unset take the model's value (None where the model has no use for them)."""
+    defaults = model_defaults(args)
+    for key in MODEL_OPTIONS:
+        if getattr(args, key) is None:
+            setattr(args, key, defaults.get(key))
+    return args
+
+
+def default_config(**overrides):
+    """The run configuration main.py resolves for `custom RGB` with `overrides` (num_class, arch,
+    ...), without checking files: the one source of defaults for tests and tools."""
+    args = build_train_parser().parse_args(["custom", "RGB"])
+    unknown = set(overrides) - set(vars(args))
+    if unknown:
+        raise KeyError(f"not options of main.py: {', '.join(sorted(unknown))}")
+    vars(args).update(overrides)
+    resolve_model_defaults(args)
+    if args.partial_bn is None:
+        args.partial_bn = default_partial_bn(args)
+    return vars(args)
+
+
+def complete_config(cfg):
+    """A stored run configuration (a checkpoint's) with options added since it was written set to
+    their defaults for its model."""
+    # clips were consecutive frames before --clip_sampling existed
+    cfg = dict(cfg, clip_sampling=cfg.get("clip_sampling", "consecutive"))
+    return {**default_config(**{k: cfg[k] for k in ("model", "arch", "ssl") if k in cfg}), **cfg}
 
 
 def check_registered(args, parser):
@@ -327,10 +383,12 @@ def check_shift(args, parser):
 
 def check_args(args, parser):
     """Cross-check options once, at start; `parser.error` prints a one-line message and exits 2."""
+    check_registered(args, parser)
+    resolve_model_defaults(args)
     positive = ["num_segments", "new_length", "clip_len", "frame_stride", "epochs", "batch_size", "eval_freq",
                 "bn_splits", "prefetch_factor"]
     for name in positive:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1 (got {getattr(args, name)})")
     if args.bn_splits > args.batch_size:
         parser.error(f"--bn_splits {args.bn_splits} is more BatchNorm groups than clips per process "
@@ -339,6 +397,8 @@ def check_args(args, parser):
         parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
     if args.lr <= 0:
         parser.error(f"--lr must be > 0 (got {args.lr})")
+    if not 0 < args.lr_decay <= 1:
+        parser.error(f"--lr_decay must be in (0, 1] (got {args.lr_decay})")
     if args.workers < 0:
         parser.error("-j/--workers must be >= 0")
     if args.decode_device == "cuda":
@@ -356,6 +416,9 @@ def check_args(args, parser):
     if not 0 <= args.max_skip_fraction <= 1:
         parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
     check_registered(args, parser)
+    if args.train_what == "last" and not args.tune_from and args.model != "cpc_trans_ft" \
+            and args.arch != "cpc_trans_ft" and not args.resume:
+        parser.error("--train_what last (linear probe) needs --tune_from CHECKPOINT to say what is frozen")
     check_shift(args, parser)
     if args.evaluate and not (args.resume or args.tune_from or args.auto_resume):
         parser.error("--evaluate needs the weights to evaluate: --resume CKPT (or --tune_from CKPT, or "

@@ -8,7 +8,7 @@ reference's Dropout3d on a [B, 4096] tensor drops whole samples instead of units
 """
 import torch.nn as nn
 
-from ops.model_api import clip_input_spec, clip_spec_from_cfg
+from ops.model_api import STTS_PROJECT, clip_input_spec, clip_spec_from_cfg
 from ops.registry import MODELS
 
 
@@ -57,7 +57,6 @@ class C3D(nn.Module):
         return self.fc(x)
 
 
-@MODELS.register("c3d", role="whole")
+@MODELS.register("c3d", role="whole", defaults=dict(STTS_PROJECT, dropout=0.5))
 def c3d(cfg):
-    return C3D(cfg["num_class"], dropout=cfg.get("dropout", 0.5),
-               input_spec=clip_spec_from_cfg(cfg, 112, 128))
+    return C3D(cfg["num_class"], dropout=cfg["dropout"], input_spec=clip_spec_from_cfg(cfg))

@@ -47,7 +47,7 @@ class I3D(nn.Module):
     def __init__(self, num_class, dropout=0.5, input_spec=None):
         super().__init__()
         self.num_class = num_class
-        self.input_spec = input_spec or clip_spec_from_cfg({}, 224, 256, **INCEPTION_SPEC)
+        self.input_spec = input_spec or clip_input_spec(224, 256, **INCEPTION_SPEC)
         self.features = nn.Sequential(
             Unit3D(3, 64, 7, stride=2),                       # Conv3d_1a_7x7
             nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),    # MaxPool3d_2a_3x3
@@ -76,7 +76,7 @@ class I3D(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-@MODELS.register("i3d", role="whole")
+@MODELS.register("i3d", role="whole", defaults=dict(dropout=0.5, crop_size=224, frame_stride=1, clip_sampling="consecutive"))
 def i3d(cfg):
-    return I3D(cfg["num_class"], dropout=cfg.get("dropout", 0.5),
+    return I3D(cfg["num_class"], dropout=cfg["dropout"],
                input_spec=clip_spec_from_cfg(cfg, 224, 256, **INCEPTION_SPEC))

@@ -16,7 +16,7 @@ negative values. The ReLUs sit where the reference has them.
 """
 import torch.nn as nn
 
-from ops.model_api import clip_input_spec, clip_spec_from_cfg
+from ops.model_api import STTS_PROJECT, clip_input_spec, clip_spec_from_cfg
 from ops.registry import MODELS
 
 
@@ -116,7 +116,6 @@ def r2plus1d_18(num_class, dropout=0.0, input_spec=None):
     return FactoredResNet18(stem, lambda stage: FactoredConv, num_class, dropout, input_spec)
 
 
-@MODELS.register("r2plus1d", role="whole")
+@MODELS.register("r2plus1d", role="whole", defaults=STTS_PROJECT)
 def r2plus1d(cfg):
-    return r2plus1d_18(cfg["num_class"], dropout=cfg.get("dropout", 0.0),
-                       input_spec=clip_spec_from_cfg(cfg, 112, 128))
+    return r2plus1d_18(cfg["num_class"], dropout=cfg["dropout"], input_spec=clip_spec_from_cfg(cfg))

@@ -29,6 +29,6 @@ class R3D18(VideoResNet):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-@MODELS.register("r3d18", role="whole")
+@MODELS.register("r3d18", role="whole", defaults=dict(dropout=0.0, crop_size=112, frame_stride=1, clip_sampling="consecutive"))
 def r3d18(cfg):
-    return R3D18(cfg["num_class"], dropout=cfg.get("dropout", 0.0), input_spec=clip_spec_from_cfg(cfg, 112, 128))
+    return R3D18(cfg["num_class"], dropout=cfg["dropout"], input_spec=clip_spec_from_cfg(cfg))

@@ -85,10 +85,10 @@ class ResNet3d50(nn.Module):
 
 
 def _register(name):
-    @MODELS.register(name, role="whole")
+    @MODELS.register(name, role="whole", defaults=dict(dropout=0.5, crop_size=224, frame_stride=1, clip_sampling="consecutive"))
     def build(cfg):
         stem_t, kernels, pool2 = RECIPES[name]
-        return ResNet3d50(stem_t, kernels, pool2, cfg["num_class"], dropout=cfg.get("dropout", 0.5),
+        return ResNet3d50(stem_t, kernels, pool2, cfg["num_class"], dropout=cfg["dropout"],
                           input_spec=clip_spec_from_cfg(cfg, 224, 256, **SLOWFAST_SPEC))
 
 

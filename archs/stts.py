@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archs.r2plus1d import FactoredConv, FactoredResNet18
-from ops.model_api import clip_spec_from_cfg
+from ops.model_api import STTS_PROJECT, clip_spec_from_cfg
 from ops.registry import MODELS
 
 
@@ -80,12 +80,11 @@ def stts_18(num_class, attention=False, dropout=0.0, input_spec=None):
     return FactoredResNet18(stem, stage_conv, num_class, dropout, input_spec)
 
 
-@MODELS.register("stts", role="whole")
+@MODELS.register("stts", role="whole", defaults=STTS_PROJECT)
 def stts(cfg):
-    return stts_18(cfg["num_class"], dropout=cfg.get("dropout", 0.0), input_spec=clip_spec_from_cfg(cfg, 112, 128))
+    return stts_18(cfg["num_class"], dropout=cfg["dropout"], input_spec=clip_spec_from_cfg(cfg))
 
 
-@MODELS.register("stts_a", role="whole")
+@MODELS.register("stts_a", role="whole", defaults=STTS_PROJECT)
 def stts_a(cfg):
-    return stts_18(cfg["num_class"], attention=True, dropout=cfg.get("dropout", 0.0),
-                   input_spec=clip_spec_from_cfg(cfg, 112, 128))
+    return stts_18(cfg["num_class"], attention=True, dropout=cfg["dropout"], input_spec=clip_spec_from_cfg(cfg))

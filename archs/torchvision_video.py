@@ -39,7 +39,9 @@ def torchvision_video(name, cfg):
 
 
 def _register(name):
-    MODELS.register(name, role="whole")(lambda cfg: torchvision_video(name, cfg))
+    crop = VIDEO_MODELS[name][0]
+    MODELS.register(name, role="whole", defaults=dict(crop_size=crop, frame_stride=1, clip_sampling="consecutive"))(
+        lambda cfg: torchvision_video(name, cfg))
 
 
 for _name in VIDEO_MODELS:

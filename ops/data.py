@@ -14,9 +14,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ops.dataset import Skipped, SkipLimitError, VideoDataset, VideoList, collate_skip, make_reader
-from ops.sampling import ClipSampler, DenseSampler, TSNSampler
+from ops.sampling import ChunkSampler, ClipSampler, DenseSampler, TSNSampler
 from ops.transforms import build_transform
-from opts import JPEG_DECODER, VIDEO_DECODER
 
 
 class ShardSampler(Sampler):
@@ -42,24 +41,27 @@ class EpochSampler(DistributedSampler):
 
 
 def default_sampler(cfg, spec, mode, num_clips=1, twice_sample=False):
-    """TSN sparse sampling (or I3D-style dense with --dense_sample) for 2D models, consecutive
-    clips for 3D clip models."""
+    """TSN sparse sampling (or I3D-style dense with --dense_sample) for 2D models; for 3D clip
+    models --clip_sampling: consecutive frames at --frame_stride, or one frame per chunk of the
+    whole video (the STTS project's models)."""
     if spec.layout == "clip":
-        return ClipSampler(cfg["clip_len"], cfg.get("frame_stride", 1), mode=mode, num_clips=num_clips)
-    if cfg.get("dense_sample"):
-        return DenseSampler(cfg["num_segments"], cfg.get("new_length", 1), mode=mode, num_clips=num_clips)
-    return TSNSampler(cfg["num_segments"], cfg.get("new_length", 1), mode=mode, num_clips=num_clips,
+        if cfg["clip_sampling"] == "chunks":
+            return ChunkSampler(cfg["clip_len"], mode=mode, num_clips=num_clips)
+        return ClipSampler(cfg["clip_len"], cfg["frame_stride"], mode=mode, num_clips=num_clips)
+    if cfg["dense_sample"]:
+        return DenseSampler(cfg["num_segments"], cfg["new_length"], mode=mode, num_clips=num_clips)
+    return TSNSampler(cfg["num_segments"], cfg["new_length"], mode=mode, num_clips=num_clips,
                       twice_sample=twice_sample)
 
 
 def train_aug_of(cfg, spec, dataset_cfg):
     """The training crop: --train_aug if given, else the dataset's own (synthetic), else the
     model's published recipe (TSN's multi-scale crop for 2D models, scale + random crop for clips)."""
-    return cfg.get("train_aug") or dataset_cfg.train_aug or ("multiscale" if spec.layout == "frames" else "scale_crop")
+    return cfg["train_aug"] or dataset_cfg.train_aug or ("multiscale" if spec.layout == "frames" else "scale_crop")
 
 
 def default_transform(cfg, spec, dataset_cfg, mode, test_crops=1, full_res=False):
-    flip = "never" if cfg.get("no_flip") else dataset_cfg.flip
+    flip = "never" if cfg["no_flip"] else dataset_cfg.flip
     train_aug = train_aug_of(cfg, spec, dataset_cfg) if mode == "train" else None
     return build_transform(mode, spec.crop_size, spec.scale_size, flip=flip, flip_map=dataset_cfg.flip_map,
                            test_crops=test_crops, full_res=full_res, train_aug=train_aug)
@@ -76,11 +78,10 @@ def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, te
         default_sampler(cfg, spec, mode, num_clips, twice_sample)
     transform = model.make_transform(mode) if hasattr(model, "make_transform") else \
         default_transform(cfg, spec, dataset_cfg, mode, test_crops, full_res)
-    min_side = None if cfg.get("no_scaled_decode") else getattr(transform, "min_side", None)
-    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg.get("decoder", VIDEO_DECODER),
-                         cfg.get("jpeg_decoder", JPEG_DECODER), min_side, cfg.get("decode_device", "cpu"))
-    return VideoDataset(video_list, reader, sampler, transform, seed=cfg.get("seed", 0),
-                        on_bad_sample=cfg.get("on_bad_sample", "error"))
+    min_side = None if cfg["no_scaled_decode"] else getattr(transform, "min_side", None)
+    reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg["decoder"], cfg["jpeg_decoder"],
+                         min_side, cfg["decode_device"])
+    return VideoDataset(video_list, reader, sampler, transform, seed=cfg["seed"], on_bad_sample=cfg["on_bad_sample"])
 
 
 def seed_worker(worker_id):

@@ -128,6 +128,15 @@ def _agreed(batch, flag, work):
     return batch, bool(flag[0] > 0)
 
 
+def broadcast_buffers(module, src=0):
+    """Give every rank rank `src`'s buffers (BatchNorm running statistics). DDP syncs them at the
+    start of each training forward, so after the last step every rank holds its own; validation
+    must score the weights the checkpoint saves (rank 0's)."""
+    if is_dist():
+        for buf in module.buffers():
+            dist.broadcast(buf, src)
+
+
 def cleanup():
     global _host_group
     if is_dist():

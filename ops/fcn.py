@@ -1,6 +1,7 @@
 """Fully convolutional consensus blocks (Köpüklü et al. 2021), which the paper finds stronger than
 recurrent ones. `FCN` convolves the [K, D] matrix of projected frame features as a one-channel
 image; `FCN3D` keeps the spatial maps and convolves [D, K, h, w] in 3D."""
+import torch
 import torch.nn as nn
 
 from ops.model_api import make_new_fc
@@ -31,8 +32,8 @@ class FCN(nn.Module):
 
 
 class FCN3D(nn.Module):
-    """Spatial maps [B, K, C_backbone, h, w] -> dropout -> per-frame 1x1 conv to D (`new_fc`) ->
-    [B, D, K, h, w] -> three 3x3x3 conv-BN-ReLU with stride (2, 1, 1) (D->64->128->256) ->
+    """Spatial maps [B, K, C_backbone, h, w] -> dropout -> per-frame 1x1 conv to D (`new_fc`) -> ReLU
+    (as the published module) -> [B, D, K, h, w] -> three 3x3x3 conv-BN-ReLU with stride (2, 1, 1) (D->64->128->256) ->
     1x1x1 conv to C -> global average pool -> [B, C]."""
 
     needs_maps = True
@@ -50,7 +51,7 @@ class FCN3D(nn.Module):
 
     def forward(self, maps):
         b, k = maps.shape[:2]
-        x = self.new_fc(self.dropout(maps.flatten(0, 1)))
+        x = torch.relu(self.new_fc(self.dropout(maps.flatten(0, 1))))
         x = x.view(b, k, *x.shape[1:]).transpose(1, 2)
         return self.classifier(self.features(x)).mean(dim=(-3, -2, -1))
 

@@ -71,15 +71,17 @@ def clip_input_spec(crop_size, scale_size, **norm):
     return InputSpec(layout="clip", crop_size=crop_size, scale_size=scale_size, **(norm or KINETICS_SPEC))
 
 
-def clip_spec_from_cfg(cfg, crop_size, scale_size, **norm):
-    """A builder's InputSpec: the model's default sizes unless --crop_size / --scale_size are given.
+def clip_spec_from_cfg(cfg, crop_size=112, scale_size=128, **norm):
+    """A builder's InputSpec from the resolved --crop_size (the model's own default, declared at its
+    registration) and --scale_size; without --scale_size the short side keeps the model's
+    crop_size : scale_size ratio (128 for 112, as in the STTS project's 128-high frames)."""
+    crop = cfg["crop_size"]
+    return clip_input_spec(crop, cfg["scale_size"] or scale_size * crop // crop_size, **norm)
 
-    Without --scale_size the short side keeps the model's ratio (128 for 112, as in the STTS
-    project's 128-high frames).
-    """
-    crop = cfg.get("crop_size") or crop_size
-    scale = cfg.get("scale_size") or scale_size * crop // crop_size
-    return clip_input_spec(crop, scale, **norm)
+
+# The STTS project's published settings for its models: 112 px crops, 32 frames spread over the whole
+# video (one per chunk, ops.sampling.ChunkSampler), no dropout (C3D keeps its fc dropout 0.5).
+STTS_PROJECT = dict(dropout=0.0, crop_size=112, frame_stride=1, clip_sampling="chunks")
 
 
 def make_new_fc(in_dim, out_dim):

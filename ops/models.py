@@ -66,17 +66,18 @@ def model_from_checkpoint(path, overrides=None, needs_logits=False, random_init=
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not state.get("config"):
         raise ValueError(f"{path} holds no run configuration: it was not written by main.py "
                          "(a checkpoint needs 'model' and 'config')")
-    trained = state["config"]
+    from opts import complete_config  # opts reads the registry: imported here, not at the top
+    trained = complete_config(state["config"])
     cfg = dict(trained, pretrain="none", pretrained_weights=None, tune_from="")
     overrides = (overrides(trained) if callable(overrides) else overrides) or {}
     cfg.update(overrides)
-    if needs_logits and cfg.get("ssl"):
+    if needs_logits and cfg["ssl"]:
         raise ValueError(f"{path} is a self-supervised pre-training checkpoint (--ssl {cfg['ssl']}): it has no "
                          "classifier; fine-tune it with main.py --tune_from first, or use tools/extract_features.py")
     model = build_model(cfg)
     if random_init:
         pass
-    elif trained.get("ssl") and not cfg.get("ssl"):
+    elif trained["ssl"] and not cfg["ssl"]:
         load_weights(model, path)
     else:
         try:

@@ -93,6 +93,13 @@ def build_param_groups(model, lr, weight_decay, fc_lr5=False):
             for name, params in groups.items() if params]
 
 
+def classifier_is_new(missing):
+    """Whether fine-tuning starts a new classifier: the checkpoint did not provide a `new_fc`
+    parameter (`missing`: the model's parameter names it lacked). TSN's x5 / x10 classifier
+    groups (fc_lr5) are for that case only, not for a classifier loaded with the rest."""
+    return any(name.split(".")[-2:-1] == ["new_fc"] for name in missing)
+
+
 def describe_groups(groups):
     """One line per group: name, parameter count, multipliers (printed at start, like TSM)."""
     return "\n".join(f"  {g['name']:<18} {sum(p.numel() for p in g['params']):>11,} params  "

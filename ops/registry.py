@@ -14,15 +14,18 @@ A registry may sort its entries into roles, declared at registration: MODELS has
 `family` (a model around the 2D backbone --arch, chosen with --model: tsn, sttnet, ...),
 `whole` (a complete network named by --arch: the 3D clip models) and `ssl` (a pre-training
 method, --ssl, whose encoder is --arch).
+
+A model may declare its published settings with it, `MODELS.register("stts", defaults=dict(dropout=0.0))`:
+opts.resolve_model_defaults applies them to the options the user left unset (opts.MODEL_OPTIONS).
 """
 
 
 class Registry:
     def __init__(self, kind, roles=()):
         self.kind, self.roles = kind, tuple(roles)
-        self._builders, self._roles = {}, {}
+        self._builders, self._roles, self._defaults = {}, {}, {}
 
-    def register(self, name, role=None):
+    def register(self, name, role=None, defaults=None):
         if (role is None) != (not self.roles) or (role is not None and role not in self.roles):
             need = f"one of {', '.join(self.roles)}" if self.roles else "none"
             raise ValueError(f"{self.kind} {name!r}: role must be {need}, got {role!r}")
@@ -31,8 +34,14 @@ class Registry:
             if name in self._builders:
                 raise KeyError(f"{self.kind} {name!r} is registered twice")
             self._builders[name], self._roles[name] = fn, role
+            self._defaults[name] = dict(defaults or {})
             return fn
         return deco
+
+    def defaults(self, name):
+        """The settings registered with `name` (empty when it declared none)."""
+        self.get(name)
+        return dict(self._defaults[name])
 
     def get(self, name):
         if name not in self._builders:

@@ -154,6 +154,41 @@ class ClipSampler:
         return indices.astype(np.int64)
 
 
+class ChunkSampler:
+    """The STTS project's clips: T frames spread over the whole video, one per chunk (its published
+    code; not T consecutive frames).
+    - N >= T: the N frames are split into T chunks [floor(t N / T), floor((t + 1) N / T));
+      train takes a random frame of each chunk, val / test clip c the frame at offset (c + 0.5) / C
+      of every chunk (one clip = the chunks' middles); deterministic.
+    - N < T: the video is played forwards and backwards (ping-pong: 0 .. N-1, N-2 .. 0, 1 ..)
+      until it is T frames long; every clip is the same.
+    """
+
+    def __init__(self, clip_len, mode="train", num_clips=1):
+        _check_mode(mode)
+        if clip_len < 1 or num_clips < 1:
+            raise ValueError("clip_len and num_clips must be >= 1")
+        self.clip_len, self.mode, self.num_clips = clip_len, mode, num_clips
+
+    def __repr__(self):
+        return f"ChunkSampler(clip_len={self.clip_len}, mode='{self.mode}', num_clips={self.num_clips})"
+
+    def __call__(self, num_frames, rng):
+        _check_num_frames(num_frames)
+        t_len, n = self.clip_len, num_frames
+        if n < t_len:
+            period = max(2 * n - 2, 1)
+            phase = np.arange(t_len) % period
+            row = np.where(phase < n, phase, period - phase)
+            return np.tile(row, (self.num_clips, 1)).astype(np.int64)
+        t = np.arange(t_len)
+        edges = (np.arange(t_len + 1) * n) // t_len
+        if self.mode == "train":
+            return np.stack([rng.integers(edges[:-1], edges[1:]) for _ in range(self.num_clips)]).astype(np.int64)
+        c = np.arange(self.num_clips)[:, None]
+        return ((n * (2 * t[None, :] * self.num_clips + 2 * c + 1)) // (2 * t_len * self.num_clips)).astype(np.int64)
+
+
 class TimeReversed:
     """Another sampler's frames in reverse order within every clip: [C, T] -> [C, T] with each
     row flipped. The views hold exactly the frames they would hold, played backwards, so a model

@@ -62,18 +62,12 @@ class STTNet(TSN):
         metrics[f"{name}_acc"] = 100 * (logits.argmax(-1) == labels).float().mean().detach()  # in %, like top-1
 
 
-@MODELS.register("sttnet", role="family")
+@MODELS.register("sttnet", role="family", defaults=dict(dropout=0.5, crop_size=224))
 def sttnet(cfg):
     """STTNet from the run configuration (flags of the STTNet section of opts.py). The positional
     table is sized for a stride-32 backbone at the crop size; other map sizes are interpolated."""
     tsn_options = tsn_kwargs(cfg)
     side = math.ceil(tsn_options["crop_size"] / 32)
-    return STTNet(build_backbone(cfg), **tsn_options, spatial_size=(side, side),
-                  aggregator=cfg.get("aggregator", True), rbrf=cfg.get("rbrf", True),
-                  rbrc=cfg.get("rbrc", True), lambda_rbrf=cfg.get("lambda_rbrf", 0.01),
-                  lambda_rbrc=cfg.get("lambda_rbrc", 0.1), rbrf_kinds=cfg.get("rbrf_kinds", 2),
-                  rbrf_grid=cfg.get("rbrf_grid", 2), rbrf_hidden=cfg.get("rbrf_hidden", 256),
-                  rbrc_ratio=cfg.get("rbrc_ratio", 0.5), rbrc_hidden=cfg.get("rbrc_hidden", 256),
-                  scsa_dim=cfg.get("scsa_dim", 256), scsa_heads=cfg.get("scsa_heads", 1),
-                  scsa_gamma=cfg.get("scsa_gamma", 0.01), scsa_norm=cfg.get("scsa_norm", False),
-                  scsa_ffn=cfg.get("scsa_ffn", False))
+    options = ("aggregator", "rbrf", "rbrc", "lambda_rbrf", "lambda_rbrc", "rbrf_kinds", "rbrf_grid", "rbrf_hidden",
+               "rbrc_ratio", "rbrc_hidden", "scsa_dim", "scsa_heads", "scsa_gamma", "scsa_norm", "scsa_ffn")
+    return STTNet(build_backbone(cfg), **tsn_options, spatial_size=(side, side), **{k: cfg[k] for k in options})

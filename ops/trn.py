@@ -20,17 +20,18 @@ TABLE_RELATIONS = 1024
 
 
 def relation_mlp(in_dim, num_class, bottleneck=256):
-    """g_s: ReLU -> Linear(s*D, 256) -> ReLU -> Linear(256, C)."""
+    """g_s: ReLU -> Linear(s*D, bottleneck) -> ReLU -> Linear(bottleneck, C); the published TRN code
+    uses 512 at the single scale and 256 per scale of the multiscale one."""
     return nn.Sequential(nn.ReLU(), nn.Linear(in_dim, bottleneck), nn.ReLU(), nn.Linear(bottleneck, num_class))
 
 
 class TRN(nn.Module):
-    """Single scale: g_K over all K frames in time order. [B, K, F] -> [B, C]."""
+    """Single scale: g_K (512-wide, as published) over all K frames in time order. [B, K, F] -> [B, C]."""
 
     def __init__(self, num_segments, in_dim, num_class, img_feature_dim=256):
         super().__init__()
         self.new_fc = make_new_fc(in_dim, img_feature_dim)
-        self.g = relation_mlp(num_segments * img_feature_dim, num_class)
+        self.g = relation_mlp(num_segments * img_feature_dim, num_class, bottleneck=512)
 
     def forward(self, x):
         return self.g(self.new_fc(x).flatten(1))

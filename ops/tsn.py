@@ -101,25 +101,23 @@ def build_backbone(cfg):
     --allow_partial_load, under torchvision's names, before TSM's temporal shift over the K x L
     frames of a clip wraps the convolutions when `shift` is set."""
     net = BACKBONES.create(cfg["arch"])
-    if cfg.get("pretrain") == "imagenet":
-        load_weights(net, cfg["pretrained_weights"], allow_partial=cfg.get("allow_partial_load", False))
-    if cfg.get("shift"):
-        make_temporal_shift(net, cfg["num_segments"] * cfg.get("new_length", 1), cfg["shift_div"],
-                            cfg["shift_place"], cfg.get("temporal_pool", False))
+    if cfg["pretrain"] == "imagenet":
+        load_weights(net, cfg["pretrained_weights"], allow_partial=cfg["allow_partial_load"])
+    if cfg["shift"]:
+        make_temporal_shift(net, cfg["num_segments"] * cfg["new_length"], cfg["shift_div"],
+                            cfg["shift_place"], cfg["temporal_pool"])
     return net
 
 
 def tsn_kwargs(cfg):
     """TSN's constructor arguments from the run configuration (shared with subclasses' builders)."""
-    crop_size = cfg.get("crop_size") or 224
-    return dict(num_class=cfg["num_class"], num_segments=cfg["num_segments"],
-                consensus=cfg.get("consensus_type", "avg"), new_length=cfg.get("new_length", 1),
-                dropout=cfg.get("dropout", 0.5), img_feature_dim=cfg.get("img_feature_dim", 256),
-                partial_bn=bool(cfg.get("partial_bn")), crop_size=crop_size,
-                scale_size=cfg.get("scale_size"), temporal_pool=bool(cfg.get("shift") and cfg.get("temporal_pool")),
-                consensus_opts=block_options(cfg.get("consensus_type", "avg"), cfg))
+    return dict(num_class=cfg["num_class"], num_segments=cfg["num_segments"], consensus=cfg["consensus_type"],
+                new_length=cfg["new_length"], dropout=cfg["dropout"], img_feature_dim=cfg["img_feature_dim"],
+                partial_bn=cfg["partial_bn"], crop_size=cfg["crop_size"], scale_size=cfg["scale_size"],
+                temporal_pool=cfg["shift"] and cfg["temporal_pool"],
+                consensus_opts=block_options(cfg["consensus_type"], cfg))
 
 
-@MODELS.register("tsn", role="family")
+@MODELS.register("tsn", role="family", defaults=dict(dropout=0.5, crop_size=224))
 def tsn(cfg):
     return TSN(build_backbone(cfg), **tsn_kwargs(cfg))

@@ -10,7 +10,7 @@ stts_run() {
     if (( 16 % NGPU )); then echo "NGPU must divide the batch of 16 (got $NGPU)" >&2; return 2; fi
     local run_dir="runs/${dataset}_stts/$arch"
     launch main.py "$dataset" RGB --root_path "$root" --data_format "$format" --split 1 \
-        --arch "$arch" --clip_len 32 --frame_stride 1 --crop_size 112 --scale_size 128 \
+        --arch "$arch" --clip_len 32 --clip_sampling chunks --crop_size 112 --scale_size 128 \
         --batch-size $((16 / NGPU)) --optimizer adam --lr 1e-4 --wd 5e-4 --lr_type plateau \
         --epochs "$epochs" --eval-freq 1 -j 8 --root_model "$run_dir/ckpt" --root_log "$run_dir/log" "$@"
     local best

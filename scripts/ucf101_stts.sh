@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# STTS project recipe (specs/clip_models.md) on UCF101 split 1, from scratch: 32 consecutive frames
-# (stride 1), random 112x112 crop of frames scaled to 128 high + horizontal flip, batch 16 in all,
-# Adam lr 1e-4, weight decay 5e-4, lr x0.1 when the validation loss plateaus, 100 epochs.
+# STTS project recipe (specs/clip_models.md) on UCF101 split 1, from scratch: 32 frames spread over
+# the whole video (one per chunk, the published code's sampling; no dropout in R(2+1)D / STTS, the
+# models' own 0.5 between C3D's fcs), random 112x112 crop of frames scaled to 128 high + horizontal
+# flip, batch 16 in all, Adam lr 1e-4, weight decay 5e-4, lr x0.1 when the validation loss plateaus, 100 epochs.
 # Model selection on the held-out 10% of the training groups (ucf101_val_split_1, written by
 # tools/gen_lists.py; training uses the other 90%), never on test; then one test of the best
 # checkpoint on the official test list with CLIPS clips x 1 centre crop (softmax averaged).

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from ops.model_api import InputSpec, default_scale_size
+from ops.policies import NORMS
 from ops.registry import MODELS
 from ops.sampling import ClipSampler
 
@@ -219,8 +220,9 @@ def dense_infonce(z_hat, target):
 
 class CPCTransClassifier(CPCTransBase):
     """Fine-tuning model: encoder -> ReLU -> transformer -> ConvGRU over all N steps -> spatial
-    average -> BN1d -> Dropout -> Linear. Fine-tuning trains all, the encoder at lr x
-    `encoder_lr_mult` (DPC's lr/10); a linear probe (`--train_what last`) trains the BN1d and the
+    average -> BN1d -> Dropout -> Linear. Fine-tuning trains all, the encoder and the
+    transformer at lr x `encoder_lr_mult` (lr/10: the published fine-tuning lowers both, its
+    `backbone` and `transEnc`); a linear probe (`--train_what last`) trains the BN1d and the
     Linear only (`linear_probe_parameters`), the frozen parts running as in evaluation."""
 
     test_softmax = True   # the test protocol averages softmax over the windows (ssl.md)
@@ -236,15 +238,16 @@ class CPCTransClassifier(CPCTransBase):
         return [name for name, _ in self.named_parameters() if name.startswith(("bn.", "fc."))]
 
     def param_policy(self):
-        """Every encoder parameter at lr x encoder_lr_mult: weights with weight decay, norms and
-        biases without (ops/policies.py)."""
+        """Every encoder and transformer parameter at lr x encoder_lr_mult: weights with weight
+        decay, norms and biases without (ops/policies.py)."""
         policy = {}
-        for module_name, module in self.encoder.named_modules():
-            decayed = not isinstance(module, nn.modules.batchnorm._BatchNorm)
-            for name, _ in module.named_parameters(recurse=False):
-                group = ("encoder_weight", self.encoder_lr_mult, 1) if decayed and name == "weight" \
-                    else ("encoder_no_decay", self.encoder_lr_mult, 0)
-                policy[".".join(filter(None, ("encoder", module_name, name)))] = group
+        for part in ("encoder", "transformer"):
+            for module_name, module in getattr(self, part).named_modules():
+                decayed = not isinstance(module, NORMS)
+                for name, _ in module.named_parameters(recurse=False):
+                    group = ("encoder_weight", self.encoder_lr_mult, 1) if decayed and "bias" not in name \
+                        else ("encoder_no_decay", self.encoder_lr_mult, 0)
+                    policy[".".join(filter(None, (part, module_name, name)))] = group
         return policy
 
     def forward(self, x):
@@ -253,20 +256,18 @@ class CPCTransClassifier(CPCTransBase):
 
 
 def _cpc_kwargs(cfg):
-    return dict(num_seq=cfg.get("num_seq", 5), seq_stride=cfg.get("seq_stride", 3),
-                crop_size=cfg.get("crop_size") or 128, scale_size=cfg.get("scale_size"),
-                test_windows=cfg.get("test_windows", 10), depth=cfg.get("cpc_layers", 2),
-                heads=cfg.get("cpc_heads", 4), ff_dim=cfg.get("cpc_ff_dim", 2048),
-                attn_dropout=cfg.get("cpc_dropout", 0.1))
+    return dict(num_seq=cfg["num_seq"], seq_stride=cfg["seq_stride"], crop_size=cfg["crop_size"],
+                scale_size=cfg["scale_size"], test_windows=cfg["test_windows"], depth=cfg["cpc_layers"],
+                heads=cfg["cpc_heads"], ff_dim=cfg["cpc_ff_dim"], attn_dropout=cfg["cpc_dropout"])
 
 
-@MODELS.register("cpc_trans", role="ssl")
+@MODELS.register("cpc_trans", role="ssl", defaults=dict(crop_size=128))
 def cpc_trans(cfg):
     """Pre-training (`--ssl cpc_trans`)."""
-    return CPCTrans(pred_step=cfg.get("pred_step", 3), **_cpc_kwargs(cfg))
+    return CPCTrans(pred_step=cfg["pred_step"], **_cpc_kwargs(cfg))
 
 
-@MODELS.register("cpc_trans_ft", role="family")
+@MODELS.register("cpc_trans_ft", role="family", defaults=dict(dropout=0.5, crop_size=128))
 def cpc_trans_ft(cfg):
     """Fine-tuning / linear probe (`--model cpc_trans_ft --train_what ft|last --tune_from ...`)."""
-    return CPCTransClassifier(cfg["num_class"], dropout=cfg.get("dropout", 0.5), **_cpc_kwargs(cfg))
+    return CPCTransClassifier(cfg["num_class"], dropout=cfg["dropout"], **_cpc_kwargs(cfg))

@@ -285,23 +285,22 @@ def strip_unused(encoder, example):
 QUEUE_SIZES = {"ucf101": 5000, "hmdb51": 3569, "kinetics": 12500}
 
 
-@MODELS.register("vtdl", role="ssl")
+@MODELS.register("vtdl", role="ssl", defaults=dict(frame_stride=4, clip_sampling="consecutive"))
 def vtdl(cfg):
     """Pre-training (`--ssl vtdl --arch <clip model>`); fine-tune with `--arch <clip model>
     --tune_from <vtdl checkpoint>`: encoder_q's weights land in the plain clip model."""
     if MODELS.role(cfg.get("arch")) != "whole":
         raise ValueError(f"VTDL needs a clip model as --arch (one of the registered models with "
-                         f"forward_features), got {cfg.get('arch')!r}")
+                         f"forward_features), got {cfg['arch']!r}")
     encoder = MODELS.create(cfg["arch"], cfg)
     if not hasattr(encoder, "forward_features") or encoder.input_spec.layout != "clip":
         raise ValueError(f"--arch {cfg['arch']} is not a clip model with forward_features")
-    clip_len, crop = cfg.get("clip_len", 16), encoder.input_spec.crop_size
+    clip_len, crop = cfg["clip_len"], encoder.input_spec.crop_size
     feature_dim, removed = strip_unused(encoder, torch.zeros(1, 3, clip_len, crop, crop))
     if removed:
         logger.info(f"=> VTDL: {cfg['arch']} parameters outside forward_features left out: {', '.join(removed)}")
-    queue_size = cfg.get("moco_k") or QUEUE_SIZES.get(cfg.get("dataset"), 5000)
-    return VTDL(encoder, feature_dim, clip_len=clip_len, frame_stride=cfg.get("frame_stride", 4),
-                crop_size=crop, flip=not cfg.get("no_flip", False), dim=cfg.get("moco_dim", 128),
-                queue_size=queue_size, momentum=cfg.get("moco_m", 0.999), temperature=cfg.get("moco_t", 0.07),
-                tca_max=cfg.get("tca_max", 0.1), temporal_negative=not cfg.get("no_temporal_negative", False),
-                bn_splits=cfg.get("bn_splits", 1))
+    queue_size = cfg["moco_k"] or QUEUE_SIZES.get(cfg["dataset"], 5000)
+    return VTDL(encoder, feature_dim, clip_len=clip_len, frame_stride=cfg["frame_stride"],
+                crop_size=crop, flip=not cfg["no_flip"], dim=cfg["moco_dim"], queue_size=queue_size,
+                momentum=cfg["moco_m"], temperature=cfg["moco_t"], tca_max=cfg["tca_max"],
+                temporal_negative=not cfg["no_temporal_negative"], bn_splits=cfg["bn_splits"])

@@ -7,6 +7,7 @@ import torch.nn as nn
 from ops.model_api import load_pretrained
 from ops.models import BACKBONES, build_model
 from ops.transforms import DeviceNormalize
+from opts import default_config
 
 # Input channels of each BN-Inception module, worked out by hand from the branch widths of the
 # paper's table (1x1 + 3x3 + double 3x3 + pool branch; stride-2 modules pass their input through):
@@ -57,7 +58,7 @@ def test_torchvision_backbones_feature_maps(arch, dim, side):
 
 
 def test_input_specs_reach_the_normalisation():
-    cfg = dict(model="tsn", num_class=4, num_segments=2, crop_size=64)
+    cfg = default_config(model="tsn", num_class=4, num_segments=2, crop_size=64)
     bgr = build_model(dict(cfg, arch="BNInception")).input_spec
     assert (bgr.bgr, bgr.value_scale, bgr.mean, bgr.std) == (True, 255, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0))
     frames = torch.tensor([10, 20, 30], dtype=torch.uint8).expand(1, 1, 1, 2, 2, 3)

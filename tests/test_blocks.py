@@ -9,6 +9,7 @@ from ops.models import BACKBONES, CONSENSUS, build_model
 from ops.policies import build_param_groups
 from ops.trn import EVAL_RELATIONS
 from ops.tsn import TSN
+from opts import default_config
 
 BLOCKS = ["MLP", "TRN", "TRNmultiscale", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "BLSTM", "FCN", "FCN3D"]
 NUM_CLASS = 5
@@ -20,8 +21,9 @@ MAP_BLOCKS = {"FCN3D"}
 def make_tsn(block, k, dropout=0.5, partial_bn=True):
     """TSN on resnet18 through build_model, the path main.py takes (block options from the cfg)."""
     torch.manual_seed(0)
-    return build_model(dict(model="tsn", arch="resnet18", num_class=NUM_CLASS, num_segments=k, consensus_type=block,
-                            img_feature_dim=32, dropout=dropout, partial_bn=partial_bn, crop_size=32))
+    return build_model(default_config(model="tsn", arch="resnet18", num_class=NUM_CLASS, num_segments=k,
+                                      consensus_type=block, img_feature_dim=32, dropout=dropout,
+                                      partial_bn=partial_bn, crop_size=32))
 
 
 def frames(b, k, size=32):
@@ -176,8 +178,9 @@ def test_new_fc_init():
 
 
 def test_block_options_come_from_the_run_configuration():
-    cfg = dict(model="tsn", arch="resnet18", num_class=NUM_CLASS, num_segments=3, consensus_type="LSTM", rnn_hidden_size=48,
-               rnn_layer=2, rnn_dropout=0.1, img_feature_dim=32, dropout=0.3, crop_size=64)
+    cfg = default_config(model="tsn", arch="resnet18", num_class=NUM_CLASS, num_segments=3, consensus_type="LSTM",
+                         rnn_hidden_size=48, rnn_layer=2, rnn_dropout=0.1, img_feature_dim=32, dropout=0.3,
+                         crop_size=64)
     rnn = build_model(cfg).consensus.rnn
     assert (rnn.hidden_size, rnn.num_layers, rnn.dropout) == (48, 2, 0.1)
     blstm = build_model(dict(cfg, consensus_type="BLSTM")).consensus

@@ -14,6 +14,7 @@ import main
 from ops.checkpoint_formats import Skipped, classifier_name, load_weights, read_checkpoint
 from ops.models import BACKBONES, build_model, model_from_checkpoint
 from ops.scsa import resize_time
+from opts import default_config
 from tests.videogen import write_list_dataset
 from tools import convert_checkpoint
 
@@ -211,7 +212,7 @@ def files(tmp_path_factory):
 def test_tsm_tsn_resnet50_loads_fully_into_tsn(files, caplog):
     caplog.set_level(logging.INFO, logger="ops.checkpoint_formats")
     source = torch.load(files["tsm"], weights_only=True)["state_dict"]
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=174, num_segments=2))
     report = load_weights(model, files["tsm"])
     assert report["layout"] == "tsm" and len(report["loaded"]) == len(model.state_dict()) == 320
     assert_full(report)
@@ -222,8 +223,8 @@ def test_tsm_tsn_resnet50_loads_fully_into_tsn(files, caplog):
 
 def test_tsm_checkpoint_into_sttnet_reports_new_modules_and_drops_other_classifier(files, caplog):
     caplog.set_level(logging.INFO, logger="ops.checkpoint_formats")
-    model = build_model(dict(model="sttnet", arch="resnet50", num_class=5, num_segments=2, crop_size=64,
-                             scsa_dim=32))
+    model = build_model(default_config(model="sttnet", arch="resnet50", num_class=5, num_segments=2, crop_size=64,
+                                       scsa_dim=32))
     report = load_weights(model, files["tsm"])
     backbone = [k for k in model.state_dict() if k.startswith("base_model.")]
     assert set(backbone) <= set(report["loaded"])
@@ -240,7 +241,7 @@ SHIFT = dict(shift=True, shift_div=8, shift_place="blockres", temporal_pool=Fals
 
 def test_tsm_shifted_checkpoint_loads_fully_with_the_shift(files):
     source = torch.load(files["tsm_shift"], weights_only=True)["state_dict"]
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
     report = load_weights(model, files["tsm_shift"])
     assert len(report["loaded"]) == len(model.state_dict()) == 320
     assert_full(report)
@@ -252,7 +253,7 @@ def test_tsn_checkpoint_fills_the_shifted_network(files):
     """TSM fine-tunes a shifted network from an unshifted one: the shift has no weights, so the
     plain convolutions go inside its wrappers."""
     source = torch.load(files["tsm"], weights_only=True)["state_dict"]
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=174, num_segments=2, **SHIFT))
     report = load_weights(model, files["tsm"])
     assert len(report["loaded"]) == 320
     assert_full(report)
@@ -260,7 +261,7 @@ def test_tsn_checkpoint_fills_the_shifted_network(files):
 
 
 def test_tsm_shifted_checkpoint_is_refused_without_the_shift(files):
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=5, num_segments=2))
     with pytest.raises(ValueError, match=r"pass --shift") as err:
         load_weights(model, files["tsm_shift"])
     assert "layer1.0.conv1.net.weight" in str(err.value) and "--allow_partial_load" in str(err.value)
@@ -273,7 +274,7 @@ def test_mmaction2_tsn_resnet50_loads_and_its_metadata_is_never_run(files):
     state, extras = read_checkpoint(files["mmaction2_tsn"])
     assert isinstance(extras["message_hub"], Skipped) and not HistoryBuffer.restored
     assert extras["meta"]["mmaction2_version"] == "1.2.0"
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=400, num_segments=2))
     report = load_weights(model, files["mmaction2_tsn"])
     assert report["layout"] == "mmaction2" and not HistoryBuffer.restored
     assert_full(report)
@@ -285,19 +286,20 @@ def test_mmaction2_tsn_resnet50_loads_and_its_metadata_is_never_run(files):
 
 def test_mmaction2_tsm_resnet50_loads_fully_with_the_shift(files):
     state, _ = read_checkpoint(files["mmaction2_tsm"])
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2, **SHIFT))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=400, num_segments=2, **SHIFT))
     report = load_weights(model, files["mmaction2_tsm"])
     assert report["layout"] == "mmaction2" and len(report["loaded"]) == 320
     assert_full(report)
     assert torch.equal(model.base_model.layer3[5].conv1.net.weight, state["backbone.layer3.5.conv1.conv.net.weight"])
     with pytest.raises(ValueError, match="pass --shift"):
-        load_weights(build_model(dict(model="tsn", arch="resnet50", num_class=400, num_segments=2)),
+        load_weights(build_model(default_config(model="tsn", arch="resnet50", num_class=400, num_segments=2)),
                      files["mmaction2_tsm"])
 
 
 def test_sttnet_release_is_refused_and_its_resnet_path_loads_on_request(files):
     state, _ = read_checkpoint(files["sttnet_release"])
-    model = build_model(dict(model="sttnet", arch="resnet50", num_class=51, num_segments=2, crop_size=64, scsa_dim=32))
+    model = build_model(default_config(model="sttnet", arch="resnet50", num_class=51, num_segments=2, crop_size=64,
+                                       scsa_dim=32))
     with pytest.raises(ValueError, match="STTNet release's TDN network"):
         load_weights(model, files["sttnet_release"])
     report = load_weights(model, files["sttnet_release"], allow_partial=True)
@@ -317,7 +319,7 @@ def test_sttnet_release_is_refused_and_its_resnet_path_loads_on_request(files):
                                        ("slowonly_r50", "pyslowfast_slow"), ("slowonly_r50", "ptv_slow_r50")])
 def test_3d_resnet50_checkpoints_load_fully(files, arch, name):
     state, _ = read_checkpoint(files[name])
-    model = build_model(dict(arch=arch, num_class=7))
+    model = build_model(default_config(arch=arch, num_class=7))
     report = load_weights(model, files[name])
     assert report["layout"] == name.split("_")[0].replace("ptv", "pytorchvideo")
     assert_full(report, ["fc.bias", "fc.weight"])
@@ -329,15 +331,16 @@ def test_3d_resnet50_checkpoints_load_fully(files, arch, name):
 
 def test_wrong_architecture_is_refused(files):
     with pytest.raises(ValueError, match=r"does not fit TSN: .*mismatched"):
-        load_weights(build_model(dict(model="tsn", arch="resnet18", num_class=5, num_segments=2)), files["tsm"])
+        load_weights(build_model(default_config(model="tsn", arch="resnet18", num_class=5, num_segments=2)),
+                     files["tsm"])
     with pytest.raises(ValueError, match=r"does not fit ResNet3d50"):   # I3D weights into SlowOnly
-        load_weights(build_model(dict(arch="slowonly_r50", num_class=5)), files["pyslowfast_i3d"])
+        load_weights(build_model(default_config(arch="slowonly_r50", num_class=5)), files["pyslowfast_i3d"])
     two_pathways = pyslowfast_resnet(resnet50_convs(1, SLOW_KERNELS))
     two_pathways["s1.pathway1_stem.conv.weight"] = torch.zeros(8, 3, 5, 7, 7)   # SlowFast's fast pathway
     path = files["tsm"].replace("tsm.pth", "slowfast.pth")
     torch.save({"model_state": two_pathways}, path)
     with pytest.raises(ValueError, match=r"unexpected \(1\): s1.pathway1_stem.conv.weight"):
-        load_weights(build_model(dict(arch="slowonly_r50", num_class=5)), path)
+        load_weights(build_model(default_config(arch="slowonly_r50", num_class=5)), path)
 
 
 def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
@@ -346,7 +349,7 @@ def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
         torch.manual_seed(0)
         source = getattr(torchvision.models.video, name)()
         torch.save(source.state_dict(), path)
-        model = build_model(dict(arch=name, num_class=5))
+        model = build_model(default_config(arch=name, num_class=5))
         report = load_weights(model, str(path))
         head = classifier_name(model)
         assert report["layout"] == "torchvision"
@@ -356,7 +359,7 @@ def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):
             if not key.startswith(head + "."):
                 assert torch.equal(value, source.state_dict()[key]), key
     with pytest.raises(ValueError, match="does not fit VideoResNet"):
-        load_weights(build_model(dict(arch="r2plus1d_18", num_class=5)), str(tmp_path / "mc3_18.pth"))
+        load_weights(build_model(default_config(arch="r2plus1d_18", num_class=5)), str(tmp_path / "mc3_18.pth"))
 
 
 def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
@@ -364,10 +367,11 @@ def test_imagenet_backbones_from_torchvision_and_timm_names(tmp_path):
     source = torchvision.models.resnet50()
     path = tmp_path / "resnet50.pth"
     torch.save(source.state_dict(), path)   # timm's resnet50 uses the same names (conv1, bn1, layerN, fc)
-    model = build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2, pretrain="imagenet",
-                             pretrained_weights=str(path)))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=5, num_segments=2, pretrain="imagenet",
+                                       pretrained_weights=str(path)))
     assert torch.equal(model.base_model.layer4[2].bn3.running_mean, source.layer4[2].bn3.running_mean)
-    report = load_weights(build_model(dict(model="tsn", arch="resnet50", num_class=5, num_segments=2)), str(path))
+    model = build_model(default_config(model="tsn", arch="resnet50", num_class=5, num_segments=2))
+    report = load_weights(model, str(path))
     assert report["dropped"] == ["fc.bias", "fc.weight"]   # ImageNet's 1000-way classifier
     assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
     torch.save(torchvision.models.resnet18().state_dict(), path)
@@ -409,11 +413,11 @@ def test_timm_mobilenetv2_loads_into_torchvisions(tmp_path):
 
 
 def test_own_checkpoint_strips_prefixes_and_refuses_strays(tmp_path):
-    source = build_model(dict(model="tsn", arch="resnet18", num_class=7, num_segments=2))
+    source = build_model(default_config(model="tsn", arch="resnet18", num_class=7, num_segments=2))
     state = {"module." + k: v for k, v in source.state_dict().items()}
     path = tmp_path / "own.pth"
     torch.save({"model": state, "config": {"arch": "resnet18"}}, path)
-    target = build_model(dict(model="tsn", arch="resnet18", num_class=4, num_segments=2))
+    target = build_model(default_config(model="tsn", arch="resnet18", num_class=4, num_segments=2))
     report = load_weights(target, str(path))
     assert report["layout"] == "own" and report["dropped"] == ["consensus.new_fc.bias", "consensus.new_fc.weight"]
     assert_full(report, ["consensus.new_fc.bias", "consensus.new_fc.weight"])
@@ -428,7 +432,7 @@ def test_own_checkpoint_strips_prefixes_and_refuses_strays(tmp_path):
 def test_own_sttnet_checkpoint_resamples_positional_tables_to_another_segment_count(tmp_path):
     """Fine-tuning an 8-segment STTNet into a 5-segment one on another dataset: the temporal table is
     resampled (not dropped), the classifier of the other class count is dropped."""
-    cfg = dict(model="sttnet", arch="tinynet", num_class=7, num_segments=8, crop_size=64, scsa_dim=32)
+    cfg = default_config(model="sttnet", arch="tinynet", num_class=7, num_segments=8, crop_size=64, scsa_dim=32)
     torch.manual_seed(0)
     source = build_model(cfg)
     path = tmp_path / "sttnet.pth"
@@ -474,7 +478,7 @@ def test_finetune_torchvision_r2plus1d_18_through_main(clips, tmp_path):
     torch.save(source, path)
     # torchvision's R(2+1)D is not the STTS project's (mid widths, block layout): refused, not 11/337
     with pytest.raises(ValueError, match="does not fit FactoredResNet18"):
-        load_weights(build_model(dict(arch="r2plus1d", num_class=5)), str(path))
+        load_weights(build_model(default_config(arch="r2plus1d", num_class=5)), str(path))
     main.main(run_args(clips, tmp_path, "--arch", "r2plus1d_18", "--clip_len", "4", "--crop_size", "32",
                        "--lr", "1e-5", "--tune_from", str(path)))
     log = next((tmp_path / "log").glob("*/log.txt")).read_text()

@@ -9,6 +9,7 @@ from archs.r2plus1d import FactoredConv, mid_channels
 from archs.stts import AttentionGate, STTSConv
 from ops.models import MODELS, build_model
 from ops.policies import build_param_groups
+from opts import default_config
 
 CLIP_MODELS = ["c3d", "r2plus1d", "stts", "stts_a", "r3d18", "i3d"]
 
@@ -28,7 +29,7 @@ def numel(module):
 def build_on_meta(name, num_class, **cfg):
     """Build without allocating or initialising weights: counting needs no forward."""
     with torch.device("meta"):
-        return MODELS.create(name, {"num_class": num_class, **cfg})
+        return MODELS.create(name, default_config(arch=name, num_class=num_class, **cfg))
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -86,7 +87,7 @@ def test_c3d_has_a_relu_after_every_conv():
 @pytest.mark.parametrize("name", CLIP_MODELS)
 def test_output_and_feature_shapes(name):
     torch.manual_seed(0)
-    model = build_model({"arch": name, "num_class": 7, "dropout": 0.5}).eval()
+    model = build_model(default_config(arch=name, num_class=7, dropout=0.5)).eval()
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         logits, feats = model(x), model.forward_features(x)
@@ -110,7 +111,7 @@ def test_input_spec_and_param_groups(name):
 
 def test_attention_gates_receive_gradients():
     torch.manual_seed(0)
-    model = MODELS.create("stts_a", {"num_class": 3})
+    model = MODELS.create("stts_a", default_config(arch="stts_a", num_class=3))
     # 32 px: on smaller clips stage 5 is 1 x 1 x 1 and BatchNorm over 2 values leaves dead units
     F.cross_entropy(model(torch.randn(2, 3, 8, 32, 32)), torch.tensor([0, 1])).backward()
     gates = [m for m in model.modules() if isinstance(m, AttentionGate)]
@@ -135,7 +136,7 @@ def moving_square_clips(n, frames=4, size=16, square=4):
 
 def test_r3d18_learns_direction_of_motion():
     torch.manual_seed(0)
-    model = MODELS.create("r3d18", {"num_class": 2, "dropout": 0.0}).train()
+    model = MODELS.create("r3d18", default_config(arch="r3d18", num_class=2, dropout=0.0)).train()
     x, labels = moving_square_clips(4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []

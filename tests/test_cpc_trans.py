@@ -92,8 +92,9 @@ def test_classifier_shapes_freezing_and_groups():
     ft = CPCTransClassifier(7, num_seq=4, **TINY)
     assert ft(torch.randn(2, 4, 3, 32, 32)).shape == (2, 7)
     groups = {g["name"]: g for g in build_param_groups(ft, 1e-3, 1e-3)}
-    encoder_params = {id(p) for p in ft.encoder.parameters()}
-    assert {id(p) for g in ("encoder_weight", "encoder_no_decay") for p in groups[g]["params"]} == encoder_params
+    # the published fine-tuning lowers the encoder's and the transformer's lr (`backbone`, `transEnc`)
+    lowered = {id(p) for net in (ft.encoder, ft.transformer) for p in net.parameters()}
+    assert {id(p) for g in ("encoder_weight", "encoder_no_decay") for p in groups[g]["params"]} == lowered
     assert groups["encoder_weight"]["lr"] == groups["normal_weight"]["lr"] / 10
 
     probe = CPCTransClassifier(7, num_seq=4, **TINY)

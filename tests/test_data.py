@@ -9,6 +9,7 @@ from ops.data import ShardSampler, build_dataset, build_loader
 from ops.dataset_configs import get_dataset_config
 from ops.model_api import InputSpec
 from ops.sampling import ClipSampler, TSNSampler
+from opts import default_config
 from tests.videogen import make_frames, write_frame_folder
 
 
@@ -39,7 +40,7 @@ def dataset_cfg(tmp_path):
 
 
 def test_default_sampler_follows_layout_and_hooks_replace_it(dataset_cfg):
-    cfg = dict(num_segments=4, new_length=1, clip_len=5, frame_stride=2, seed=0)
+    cfg = default_config(num_segments=4, new_length=1, clip_len=5, frame_stride=2, clip_sampling="consecutive", seed=0)
     assert isinstance(build_dataset(cfg, Fake(), dataset_cfg, "val").sampler, TSNSampler)
     assert isinstance(build_dataset(cfg, Fake("clip"), dataset_cfg, "val").sampler, ClipSampler)
     ds = build_dataset(cfg, Fake(hooks=True), dataset_cfg, "train")
@@ -48,7 +49,7 @@ def test_default_sampler_follows_layout_and_hooks_replace_it(dataset_cfg):
 
 
 def test_loaders_train_shuffles_val_keeps_everything(dataset_cfg):
-    cfg = dict(num_segments=2, new_length=1, seed=0)
+    cfg = default_config(num_segments=2, new_length=1, seed=0)
     ds = build_dataset(cfg, Fake(), dataset_cfg, "val")
     val = build_loader(ds, "val", batch_size=2, workers=0)
     seen = np.concatenate([batch[2].numpy() for batch in val])
@@ -62,7 +63,7 @@ def test_loaders_train_shuffles_val_keeps_everything(dataset_cfg):
 def test_training_crop_is_the_flag_else_the_dataset_s_else_the_model_s(dataset_cfg, tmp_path):
     def first_step(ds):
         return type(ds.transform.steps[0]).__name__ + type(ds.transform.steps[1]).__name__
-    cfg = dict(num_segments=2, new_length=1, clip_len=2, seed=0)
+    cfg = default_config(num_segments=2, new_length=1, clip_len=2, frame_stride=1, clip_sampling="consecutive", seed=0)
     assert first_step(build_dataset(cfg, Fake(), dataset_cfg, "train")) == \
         "GroupMultiScaleCropGroupRandomHorizontalFlip"  # TSN's published recipe
     assert first_step(build_dataset(cfg, Fake("clip"), dataset_cfg, "train")) == "GroupScaleGroupRandomCrop"
@@ -80,7 +81,7 @@ def test_training_crop_is_the_flag_else_the_dataset_s_else_the_model_s(dataset_c
 def test_persistent_workers_follow_the_sampler_epoch(dataset_cfg):
     """Workers live across epochs and never see dataset.set_epoch after they start, so the epoch
     comes with the index: each epoch's batch is the one set_epoch + plain indexing gives."""
-    cfg = dict(num_segments=2, new_length=1, seed=0)
+    cfg = default_config(num_segments=2, new_length=1, seed=0)
     ds = build_dataset(cfg, Fake(), dataset_cfg, "train")
     order = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
     expected = []

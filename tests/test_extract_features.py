@@ -6,6 +6,7 @@ import torch
 
 from ops.checkpoint import make_checkpoint, save_checkpoint
 from ops.models import build_model
+from opts import default_config
 from tests.videogen import make_frames, write_frame_folder
 from tools import extract_features
 
@@ -24,7 +25,7 @@ def dataset(tmp_path_factory):
 
 
 def checkpoint(root, tmp_path, **cfg):
-    cfg = dict(dataset="custom", root_path=str(root), num_class=3, val_list=str(root / "list.txt"),
+    cfg = default_config(dataset="custom", root_path=str(root), num_class=3, val_list=str(root / "list.txt"),
                crop_size=32, seed=0, **cfg)
     torch.manual_seed(0)
     model = build_model(cfg)

@@ -19,6 +19,7 @@ from ops.models import build_model
 from ops.policies import build_param_groups
 from ops.registry import CONSENSUS
 from ops.transforms import DeviceNormalize
+from opts import default_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__",
@@ -122,8 +123,8 @@ def assert_quiet_between_logs(per_iter, print_freq=3):
 
 
 def tsn_cfg(**kw):
-    return dict(dict(model="tsn", arch="tinynet", num_class=3, num_segments=3, crop_size=32, dropout=0.5,
-                     consensus_type="avg", img_feature_dim=16, rnn_hidden_size=8), **kw)
+    return default_config(**dict(dict(model="tsn", arch="tinynet", num_class=3, num_segments=3, crop_size=32,
+                                      dropout=0.5, consensus_type="avg", img_feature_dim=16, rnn_hidden_size=8), **kw))
 
 
 @pytest.mark.parametrize("consensus", [n for n in CONSENSUS.names() if n != "identity"])
@@ -151,20 +152,20 @@ def test_sttnet_with_both_pretexts_and_bf16(monkeypatch):
 def test_clip_models(arch, clip_len, batch, monkeypatch):
     """STTS with its attention gates, R3D and I3D; C3D and R(2+1)D are plain stacks of the same
     layers (and C3D needs 16 frames)."""
-    model = build_model(dict(arch=arch, num_class=3, crop_size=32, clip_len=clip_len, dropout=0.5))
+    model = build_model(default_config(arch=arch, num_class=3, crop_size=32, clip_len=clip_len, dropout=0.5))
     per_iter, _ = syncs_per_iteration(model, (batch, 1, clip_len, 32, 32, 3), monkeypatch, iters=3)
     assert_quiet_between_logs(per_iter)
 
 
 def test_cpc_trans(monkeypatch):
-    model = build_model(dict(ssl="cpc_trans", num_class=3, num_seq=3, pred_step=1, cpc_layers=1, cpc_heads=2,
-                             cpc_ff_dim=16, crop_size=32))
+    model = build_model(default_config(ssl="cpc_trans", num_class=3, num_seq=3, pred_step=1, cpc_layers=1,
+                                       cpc_heads=2, cpc_ff_dim=16, crop_size=32))
     per_iter, _ = syncs_per_iteration(model, (2, 1, 3, 32, 32, 3), monkeypatch, iters=3, keep_views=True)
     assert_quiet_between_logs(per_iter)
 
 
 def test_vtdl_with_shuffling_bn(monkeypatch):
-    model = build_model(dict(ssl="vtdl", arch="r3d18", num_class=3, crop_size=32, clip_len=2, moco_k=8,
-                             bn_splits=2))
+    model = build_model(default_config(ssl="vtdl", arch="r3d18", num_class=3, crop_size=32, clip_len=2, moco_k=8,
+                                       bn_splits=2))
     per_iter, _ = syncs_per_iteration(model, (2, 3, 2, 32, 32, 3), monkeypatch, iters=3, keep_views=True)
     assert_quiet_between_logs(per_iter)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from opts import build_train_parser
 from ops import checkpoint as ckpt
 from ops.models import build_model
+from opts import build_train_parser, default_config
 from tests.videogen import make_frames, write_frame_folder, write_video
 from tools import inference
 
@@ -22,7 +22,7 @@ NUM_FRAMES, HEIGHT, WIDTH = 40, 96, 128
 def make_checkpoint(path, argv, dataset="custom", root=None):
     """A checkpoint as main.py writes it: an untrained model and its full run configuration."""
     extra = ["--root_path", str(root)] if root else ["--num_class", "6", "--train_list", "unused.txt"]
-    cfg = dict(vars(build_train_parser().parse_args([dataset, "RGB", *extra, *argv])))
+    cfg = default_config(**vars(build_train_parser().parse_args([dataset, "RGB", *extra, *argv])))
     cfg["num_class"] = cfg["num_class"] or 12
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):      # the builder's note is not the tool's output

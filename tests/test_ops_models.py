@@ -7,6 +7,7 @@ import torchvision
 from ops.model_api import InputSpec, as_output, load_pretrained
 from ops.models import BACKBONES, CONSENSUS, MODELS, build_model
 from ops.tsn import TSN
+from opts import default_config
 
 
 def tsn(**kwargs):
@@ -93,7 +94,8 @@ def test_build_model_dispatch_and_block_options():
         @MODELS.register("_test_clip", role="whole")
         def _clip(cfg):
             return nn.Linear(1, cfg["num_class"])
-    cfg = dict(model="tsn", arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block", rnn_hidden_size=77)
+    cfg = default_config(model="tsn", arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block",
+                         rnn_hidden_size=77)
     model = build_model(cfg)
     assert isinstance(model, TSN) and model.consensus.hidden == 77
     assert isinstance(build_model(dict(cfg, arch="_test_clip")), nn.Linear)
@@ -105,7 +107,7 @@ def test_load_pretrained_torchvision_format(tmp_path):
     reference = torchvision.models.resnet18(weights=None, num_classes=1000)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    model = build_model(dict(model="tsn", arch="resnet18", num_class=3, num_segments=2, pretrain="imagenet",
+    model = build_model(default_config(model="tsn", arch="resnet18", num_class=3, num_segments=2, pretrain="imagenet",
                              pretrained_weights=str(path)))
     assert torch.equal(model.base_model.conv1.weight, reference.conv1.weight)
     assert torch.equal(model.base_model.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
@@ -122,8 +124,9 @@ def test_model_from_checkpoint_rebuilds_the_trained_model(tmp_path):
     from ops.checkpoint import make_checkpoint, save_checkpoint
     from ops.models import model_from_checkpoint
 
-    cfg = dict(model="tsn", arch="resnet18", num_class=4, num_segments=2, consensus_type="MLP", img_feature_dim=8,
-               crop_size=32, pretrain="imagenet", pretrained_weights=str(tmp_path / "gone.pth"))
+    cfg = default_config(model="tsn", arch="resnet18", num_class=4, num_segments=2, consensus_type="MLP",
+                         img_feature_dim=8, crop_size=32, pretrain="imagenet",
+                         pretrained_weights=str(tmp_path / "gone.pth"))
     trained = build_model(dict(cfg, pretrain="none")).eval()
     path = save_checkpoint(make_checkpoint(trained, config=cfg), str(tmp_path / "ckpt.pth"))
     model, got = model_from_checkpoint(path)     # the ImageNet file of the run is not read again

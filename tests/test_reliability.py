@@ -17,6 +17,7 @@ import test_models
 from ops import checkpoint as ckpt
 from ops.dataset import VideoList
 from ops.models import build_model
+from opts import default_config
 from tests.test_main import make_colour_dataset
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -354,8 +355,8 @@ def test_tune_from_another_architecture_is_one_line_unless_partial_loading_is_as
     """Issue 14's strict loader, seen from the command line: one line naming what did not fit."""
     root, lists = data
     other = tmp_path / "resnet18.pth"
-    torch.save({"model": build_model(dict(model="tsn", arch="resnet18", num_class=4, num_segments=2)).state_dict()},
-               other)
+    resnet18 = build_model(default_config(model="tsn", arch="resnet18", num_class=4, num_segments=2))
+    torch.save({"model": resnet18.state_dict()}, other)
     err = one_line(capsys, args(root, lists, tmp_path, 1, "--tune_from", str(other)), code=2)
     assert f"error: --tune_from: {other} " in err and "does not fit TSN" in err
     assert "--allow_partial_load" in err and trained_epochs(tmp_path, 1) == 0

@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from opts import build_train_parser
 from ops.model_api import as_output
 from ops.models import build_model
+from opts import build_train_parser, default_config
 from ops.policies import build_param_groups
 from ops.sttnet import STTNet
+from opts import build_train_parser, default_config
 from tests.test_main import base_args, make_colour_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +23,8 @@ NUM_CLASS = 5
 
 
 def build(**options):
-    cfg = dict(model="sttnet", arch="resnet18", num_class=NUM_CLASS, num_segments=3, crop_size=64, dropout=0.5)
+    cfg = default_config(model="sttnet", arch="resnet18", num_class=NUM_CLASS, num_segments=3, crop_size=64,
+                         dropout=0.5)
     cfg.update(options)
     torch.manual_seed(0)
     return build_model(cfg)
@@ -131,7 +133,7 @@ def test_switches_from_the_command_line():
         args = build_train_parser().parse_args(["synthetic", "RGB", "--model", "sttnet", "--arch", "resnet18",
                                                 "--num_segments", "3", "--crop_size", "32", *flags])
         torch.manual_seed(0)
-        return build_model(dict(vars(args), num_class=NUM_CLASS))
+        return build_model(default_config(**dict(vars(args), num_class=NUM_CLASS)))
 
     full = model_for()
     assert isinstance(full, STTNet) and all(m is not None for m in new_parts(full).values())

@@ -14,6 +14,7 @@ from ops.checkpoint import make_checkpoint, save_checkpoint
 from ops.checkpoint_formats import load_weights
 from ops.models import build_model
 from ops.policies import freeze_for_linear_probe
+from opts import default_config
 from selfsupervision.vtdl import (VTDL, TemporalPairSampler, concat_all_gather,
                                   temporal_consistent_augmentation)
 
@@ -148,7 +149,7 @@ def test_hooks_give_three_views_of_two_clips():
 
 def test_pretrained_backbone_lands_in_the_plain_clip_model(tmp_path, caplog):
     caplog.set_level("INFO")
-    cfg = dict(ssl="vtdl", arch="r3d18", num_class=5, crop_size=32, clip_len=4, frame_stride=1, moco_k=8)
+    cfg = default_config(ssl="vtdl", arch="r3d18", num_class=5, crop_size=32, clip_len=4, frame_stride=1, moco_k=8)
     ssl = build_model(cfg)
     assert "fc.weight" in caplog.text                  # the unused classifier is left out
     assert not any(k.startswith("encoder_q.fc.") for k in ssl.state_dict())

@@ -34,7 +34,7 @@ from ops.models import build_model  # noqa: E402
 from ops.policies import build_param_groups  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 from ops.tsn import TSN  # noqa: E402
-from opts import add_amp_arg  # noqa: E402
+from opts import add_amp_arg, default_config  # noqa: E402
 
 
 class Trivial(nn.Module):
@@ -94,8 +94,8 @@ def main(argv=None):
     if args.arch == "trivial":
         model = TSN(Trivial(), c, k, dropout=0.5, partial_bn=False, crop_size=s)
     else:
-        model = build_model(dict(model="tsn", arch=args.arch, num_class=c, num_segments=k, crop_size=s,
-                                 dropout=0.5, partial_bn=False))
+        model = build_model(default_config(model="tsn", arch=args.arch, num_class=c, num_segments=k, crop_size=s,
+                                           dropout=0.5, partial_bn=False))
     model = model.to(device, memory_format=fmt)
     normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
     optimizer = torch.optim.SGD(build_param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from opts import build_train_parser  # noqa: E402
+from opts import build_train_parser, default_config  # noqa: E402
 from ops.data import default_sampler, default_transform  # noqa: E402
 from ops.model_api import as_output  # noqa: E402
 from ops.models import BACKBONES, MODELS, build_model, model_label  # noqa: E402
@@ -46,8 +46,8 @@ def run_config(argv=(), **overrides):
     """main.py's run configuration (a dict) for the given model/data flags, with `overrides`;
     num_class defaults to 101 (UCF101)."""
     args = build_train_parser().parse_args(["custom", "RGB", *argv])
-    cfg = dict(vars(args), **overrides)
-    cfg["num_class"] = cfg.get("num_class") or DEFAULT_NUM_CLASS
+    cfg = default_config(**dict(vars(args), **overrides))
+    cfg["num_class"] = cfg["num_class"] or DEFAULT_NUM_CLASS
     return cfg
 
 
