@@ -19,7 +19,7 @@ import av
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.parallel import run_parallel  # noqa: E402
+from tools.parallel import convert_each  # noqa: E402
 
 VIDEO_EXTS = ("mp4", "avi", "webm", "mkv", "mov", "m4v", "mpg", "mpeg", "flv")
 
@@ -87,17 +87,8 @@ def extract_video(video, folder, tmpl="img_{:05d}.jpg", short_side=None, quality
         raise
 
 
-def _job(task):
-    """(rel, frames or None, error or None, skipped)."""
-    src, out, rel, tmpl, short_side, quality, min_decoded = task
-    folder = frame_folder(out, rel)
-    if is_done(folder, tmpl):
-        return rel, None, None, True
-    os.makedirs(os.path.dirname(folder) or ".", exist_ok=True)
-    try:
-        return rel, extract_video(os.path.join(src, rel), folder, tmpl, short_side, quality, min_decoded), None, False
-    except Exception as e:  # the error is the report's content; every video gets its try
-        return rel, None, f"{type(e).__name__}: {e}".replace("\n", " "), False
+def _folder_done(folder, options):
+    return is_done(folder, options["tmpl"])
 
 
 def extract_all(src, out, tmpl="img_{:05d}.jpg", short_side=None, quality=90, workers=1,
@@ -109,26 +100,9 @@ def extract_all(src, out, tmpl="img_{:05d}.jpg", short_side=None, quality=90, wo
         tmpl.format(1)
     except (IndexError, KeyError, ValueError) as e:
         raise ValueError(f"template '{tmpl}' does not format a frame number: {e}") from None
-    videos = find_videos(src, exts)
-    by_folder = {}
-    for rel in videos:
-        by_folder.setdefault(frame_folder(out, rel), []).append(rel)
-    result = {"done": 0, "skipped": 0, "failed": []}
-    for same in by_folder.values():
-        if len(same) > 1:
-            result["failed"] += [(rel, f"shares its frame folder with {', '.join(r for r in same if r != rel)}")
-                                 for rel in same]
-    clash = {rel for rel, _ in result["failed"]}
-    tasks = [(src, out, rel, tmpl, short_side, quality, min_decoded) for rel in videos if rel not in clash]
-    os.makedirs(out, exist_ok=True)
-    for rel, count, error, skipped in run_parallel(_job, tasks, workers, "extract", progress=progress):
-        if error is not None:
-            result["failed"].append((rel, error))
-        else:
-            result["skipped" if skipped else "done"] += 1
-    result["failed"].sort()
-    result["total"] = len(videos)
-    return result
+    options = dict(tmpl=tmpl, short_side=short_side, quality=quality, min_decoded=min_decoded)
+    return convert_each(src, find_videos(src, exts), out, frame_folder, extract_video, _folder_done, options,
+                        "extract", workers, progress)
 
 
 def main(argv=None):

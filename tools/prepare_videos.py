@@ -31,7 +31,7 @@ from ops.dataset import READERS, BadSampleError, avi_reorders_frames, container_
 from ops.sampling import ClipSampler, TSNSampler  # noqa: E402
 from opts import VIDEO_DECODERS  # noqa: E402
 from tools.extract_frames import VIDEO_EXTS, find_videos, resized  # noqa: E402
-from tools.parallel import run_parallel  # noqa: E402
+from tools.parallel import convert_each  # noqa: E402
 
 
 def output_path(out, rel_video):
@@ -103,42 +103,15 @@ def prepare_video(video, target, short_side=256, gop=16, fps=None, crf=20, prese
         raise
 
 
-def _job(task):
-    """(rel, (read, written) or None, error or None, skipped)."""
-    src, out, rel, options = task
-    target = output_path(out, rel)
-    if os.path.isfile(target):
-        return rel, None, None, True
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    try:
-        return rel, prepare_video(os.path.join(src, rel), target, **options), None, False
-    except Exception as e:  # the error is the report's content; every video gets its try
-        return rel, None, f"{type(e).__name__}: {e}".replace("\n", " "), False
+def _encoded(target, options):
+    return os.path.isfile(target)
 
 
 def prepare_all(src, out, workers=1, exts=VIDEO_EXTS, progress=True, **options):
     """Re-encode every video under src; {"done", "skipped", "failed": [(rel, error)], "total"}.
     Two videos that would share an output (a.avi, a.mp4) both fail."""
-    videos = find_videos(src, exts)
-    by_target = {}
-    for rel in videos:
-        by_target.setdefault(output_path(out, rel), []).append(rel)
-    result = {"done": 0, "skipped": 0, "failed": []}
-    for same in by_target.values():
-        if len(same) > 1:
-            result["failed"] += [(rel, f"shares its output with {', '.join(r for r in same if r != rel)}")
-                                 for rel in same]
-    clash = {rel for rel, _ in result["failed"]}
-    tasks = [(src, out, rel, options) for rel in videos if rel not in clash]
-    os.makedirs(out, exist_ok=True)
-    for rel, _, error, skipped in run_parallel(_job, tasks, workers, "prepare", progress=progress):
-        if error is not None:
-            result["failed"].append((rel, error))
-        else:
-            result["skipped" if skipped else "done"] += 1
-    result["failed"].sort()
-    result["total"] = len(videos)
-    return result
+    return convert_each(src, find_videos(src, exts), out, output_path, prepare_video, _encoded, options,
+                        "prepare", workers, progress)
 
 
 def decode_cost(paths, decoder, clips=4, seed=0):
