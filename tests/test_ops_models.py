@@ -83,17 +83,20 @@ def test_as_output_contract():
         as_output((t, t))
 
 
-def test_build_model_dispatch_and_block_options():
-    if "_test_block" not in CONSENSUS:
-        @CONSENSUS.register("_test_block")
-        def _block(num_segments, in_dim, num_class, img_feature_dim, rnn_hidden_size=1):
-            block = nn.Linear(in_dim, num_class)
-            block.hidden = rnn_hidden_size
-            return block
-    if "_test_clip" not in MODELS:
-        @MODELS.register("_test_clip", role="whole")
-        def _clip(cfg):
-            return nn.Linear(1, cfg["num_class"])
+def test_build_model_dispatch_and_block_options(monkeypatch):
+    for registry in (CONSENSUS, MODELS):  # the entries below vanish with this test (others list every model)
+        for table in ("_builders", "_roles", "_defaults"):
+            monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+
+    @CONSENSUS.register("_test_block")
+    def _block(num_segments, in_dim, num_class, img_feature_dim, rnn_hidden_size=1):
+        block = nn.Linear(in_dim, num_class)
+        block.hidden = rnn_hidden_size
+        return block
+
+    @MODELS.register("_test_clip", role="whole")
+    def _clip(cfg):
+        return nn.Linear(1, cfg["num_class"])
     cfg = default_config(model="tsn", arch="resnet18", num_class=3, num_segments=2, consensus_type="_test_block",
                          rnn_hidden_size=77)
     model = build_model(cfg)
