@@ -78,3 +78,12 @@ def test_linear_probe_fits_on_training_features(tmp_path):
     test = centres[labels] + rng.normal(size=(30, 8))
     assert extract_features.linear_probe(str(tmp_path / "train.npz"), test, labels) > 90
     assert extract_features.linear_probe(str(tmp_path / "train.npz"), test, (labels + 1) % 3) < 10
+
+
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not a checkpoint\n")
+    with pytest.raises(SystemExit) as stop:
+        extract_features.main([str(bogus), "--out", str(tmp_path / "f.npz")])
+    message = str(stop.value)
+    assert "\n" not in message and "is not a checkpoint" in message and str(bogus) in message

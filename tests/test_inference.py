@@ -106,3 +106,10 @@ def test_wrong_class_names_file_is_an_error(tmp_path, clip_checkpoint):
     video = write_video(str(tmp_path / "v.mp4"), make_frames(12, 64, 80))
     with pytest.raises(ValueError, match="3 class names but the model has 6 classes"):
         inference.main([video, str(clip_checkpoint), "--class_names", str(names)])
+
+
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys):
+    video = write_video(str(tmp_path / "v.mp4"), make_frames(12, 64, 80))
+    assert inference.main([video, video]) == 1   # a video given as the checkpoint
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a checkpoint" in err[0] and video in err[0]

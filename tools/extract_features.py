@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ops.checkpoint import CheckpointError  # noqa: E402
 from ops.data import build_dataset, build_loader  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
@@ -146,7 +147,10 @@ def main(argv=None):
     setup_logging()
     if args.clips < 1:
         raise SystemExit("--clips must be >= 1")
-    model, cfg = feature_model(args.checkpoint, args.random_init, args.seed)
+    try:
+        model, cfg = feature_model(args.checkpoint, args.random_init, args.seed)
+    except CheckpointError as err:
+        raise SystemExit(f"extract_features.py: error: {err}") from None
     cfg["test_windows"] = args.clips
     if hasattr(model, "test_windows"):
         model.test_windows = args.clips

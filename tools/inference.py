@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ops.checkpoint import CheckpointError  # noqa: E402
 from ops.data import default_sampler, default_transform  # noqa: E402
 from ops.dataset import BadSampleError, RawFrameReader, make_reader  # noqa: E402
 from ops.dataset_configs import get_dataset_config, read_class_names  # noqa: E402
@@ -166,7 +167,11 @@ def main(argv=None):
         p.error(f"no such video file or frame folder: {args.video}")
 
     setup_logging(stream="stderr")   # notes on stderr, off the prediction output
-    model, cfg = model_from_checkpoint(args.checkpoint, needs_logits=True)
+    try:
+        model, cfg = model_from_checkpoint(args.checkpoint, needs_logits=True)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     model.to(args.device)
     names = class_names(cfg, args.class_names)
     reader = make_video_reader(args.video, cfg, args.decoder, args.image_tmpl)
