@@ -247,13 +247,19 @@ def test_an_epoch_that_trains_on_nothing_is_an_error(data, tmp_path, monkeypatch
 
 # ---- data-loading workers ----------------------------------------------------------------------------
 
-def test_worker_error_is_one_line_naming_video_frame_and_list_line(data, tmp_path, capsys):
+def list_with_an_empty_frame(data, tmp_path):
+    """(the broken video's folder, a training list with it on line 6): its frame 1 is an empty file."""
     root, lists = data
     broken = tmp_path / "broken"
     shutil.copytree(root / "train_1_0", broken)
     (broken / "img_00002.jpg").write_bytes(b"")
     lines = open(lists[0]).read().split("\n")[:8]
-    train = write_list(tmp_path / "train.txt", lines[:5] + [f"{broken} 4 1"] + lines[5:])
+    return broken, write_list(tmp_path / "train.txt", lines[:5] + [f"{broken} 4 1"] + lines[5:])
+
+
+def test_worker_error_is_one_line_naming_video_frame_and_list_line(data, tmp_path, capsys):
+    root, lists = data
+    broken, train = list_with_an_empty_frame(data, tmp_path)
     argv = args(root, [train, lists[1]], tmp_path, 1, "--num_segments", "4")
     argv[argv.index("-j") + 1] = "2"
     err = one_line(capsys, argv)
@@ -330,11 +336,7 @@ def test_list_file_with_byte_order_mark_or_another_encoding(tmp_path):
 
 def test_worker_error_under_torchrun_is_one_line_from_the_failing_rank(data, tmp_path):
     root, lists = data
-    broken = tmp_path / "broken"
-    shutil.copytree(root / "train_1_0", broken)
-    (broken / "img_00002.jpg").write_bytes(b"")
-    lines = open(lists[0]).read().split("\n")[:8]
-    train = write_list(tmp_path / "train.txt", lines[:5] + [f"{broken} 4 1"] + lines[5:])
+    broken, train = list_with_an_empty_frame(data, tmp_path)
     argv = args(root, [train, lists[1]], tmp_path, 1, "--num_segments", "4", "-b", "2")
     argv[argv.index("-j") + 1] = "1"
     with socket.socket() as s:

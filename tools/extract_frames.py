@@ -19,7 +19,7 @@ import av
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.parallel import convert_each  # noqa: E402
+from tools.parallel import convert_each, report_failures  # noqa: E402
 
 VIDEO_EXTS = ("mp4", "avi", "webm", "mkv", "mov", "m4v", "mpg", "mpeg", "flv")
 
@@ -129,16 +129,7 @@ def main(argv=None):
     report = args.report or os.path.join(args.out, "extract_failures.txt")
     print(f"{result['total']} videos: {result['done']} extracted, {result['skipped']} already done, "
           f"{len(result['failed'])} failed")
-    if result["failed"]:
-        with open(report, "w", encoding="utf-8") as f:
-            f.writelines(f"{rel}\t{error}\n" for rel, error in result["failed"])
-        for rel, error in result["failed"][:10]:
-            print(f"FAILED {rel}: {error}", file=sys.stderr)
-        print(f"all {len(result['failed'])} failures are listed in {report}", file=sys.stderr)
-        return 1
-    if os.path.exists(report):  # a stale report from an earlier run no longer applies
-        os.remove(report)
-    return 0
+    return report_failures(result["failed"], report)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A worker pool with a progress bar, shared by the tools that process many videos at once."""
 import os
+import sys
 from multiprocessing import Pool
 
 from tqdm import tqdm
@@ -60,3 +61,18 @@ def convert_each(src, videos, out, target_of, convert, is_done, options, desc, w
     result["failed"].sort()
     result["total"] = len(videos)
     return result
+
+
+def report_failures(failed, report):
+    """A batch's exit status: 1 with every (rel, error) written to `report` and the first ten on
+    stderr; 0 with a stale report from an earlier run removed (it no longer applies)."""
+    if failed:
+        with open(report, "w", encoding="utf-8") as f:
+            f.writelines(f"{rel}\t{error}\n" for rel, error in failed)
+        for rel, error in failed[:10]:
+            print(f"FAILED {rel}: {error}", file=sys.stderr)
+        print(f"all {len(failed)} failures are listed in {report}", file=sys.stderr)
+        return 1
+    if os.path.exists(report):
+        os.remove(report)
+    return 0

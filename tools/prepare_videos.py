@@ -31,7 +31,7 @@ from ops.dataset import READERS, BadSampleError, avi_reorders_frames, container_
 from ops.sampling import ClipSampler, TSNSampler  # noqa: E402
 from opts import VIDEO_DECODERS  # noqa: E402
 from tools.extract_frames import VIDEO_EXTS, find_videos, resized  # noqa: E402
-from tools.parallel import convert_each  # noqa: E402
+from tools.parallel import convert_each, report_failures  # noqa: E402
 
 
 def output_path(out, rel_video):
@@ -171,16 +171,7 @@ def main(argv=None):
             for name in before:
                 print(f"decode cost ({args.decoder}, {name}, {len(rels)} videos): {before[name]:.1f} ms per clip "
                       f"before, {after[name]:.1f} after ({after[name] / before[name]:.2f}x)")
-    if result["failed"]:
-        with open(report, "w", encoding="utf-8") as f:
-            f.writelines(f"{rel}\t{error}\n" for rel, error in result["failed"])
-        for rel, error in result["failed"][:10]:
-            print(f"FAILED {rel}: {error}", file=sys.stderr)
-        print(f"all {len(result['failed'])} failures are listed in {report}", file=sys.stderr)
-        return 1
-    if os.path.exists(report):
-        os.remove(report)
-    return 0
+    return report_failures(result["failed"], report)
 
 
 if __name__ == "__main__":
