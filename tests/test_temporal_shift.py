@@ -1,5 +1,6 @@
-"""TSM's temporal shift: exact channel movement both ways in time, zero padding, TSM's parameter
-names, temporal pooling, and training and testing through main.py / test_models.py."""
+"""TSM's temporal shift: exact channel movement both ways in time, zero padding, the in-place
+variant equal to it, TSM's parameter names, temporal pooling, and training and testing through
+main.py / test_models.py."""
 import json
 
 import pytest
@@ -8,9 +9,10 @@ from torchvision.models.resnet import BasicBlock
 
 import main
 import test_models
+from ops import temporal_shift as shift_module
 from archs.resnet import ResNetFeatures, resnet18
 from ops.models import build_model
-from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, temporal_shift
+from ops.temporal_shift import TemporalPool, TemporalShift, make_temporal_shift, temporal_shift, temporal_shift_
 from tests.test_main import base_args, make_colour_dataset
 from tools import model_info
 from tools.model_info import count_parameters, run_config
@@ -51,6 +53,71 @@ def test_gradient_moves_the_opposite_way():
 def test_a_batch_that_is_not_whole_clips_is_refused():
     with pytest.raises(ValueError, match="not a multiple of 4"):
         temporal_shift(torch.zeros(6, C, 1, 1), T, DIV)
+
+
+def shapes():
+    """(clips, segments, channels, shift_div): random ones, and the edges (one frame, fold 0 from
+    shift_div > C, C not divisible by shift_div, 2 folds covering every channel)."""
+    g = torch.Generator().manual_seed(0)
+    drawn = [tuple(int(torch.randint(lo, hi, (), generator=g)) for lo, hi in ((1, 4), (1, 9), (1, 40), (2, 12)))
+             for _ in range(12)]
+    return drawn + [(2, 1, 16, 8), (2, 4, 5, 8), (3, 3, 13, 4), (1, 5, 6, 2)]
+
+
+@pytest.mark.parametrize("n, t, c, div", shapes())
+def test_inplace_shift_equals_the_out_of_place_one_forward_and_backward(n, t, c, div):
+    x = torch.randn(n * t, c, 3, 2, requires_grad=True)
+    out = temporal_shift(x, t, div)
+    y = x.clone()
+    before = y.data_ptr()
+    shifted = temporal_shift_(y, t, div)
+    assert shifted is y and y.data_ptr() == before  # written into its input
+    assert torch.equal(shifted, out)
+    g = torch.randn_like(out)
+    assert torch.equal(torch.autograd.grad(shifted, x, g)[0], torch.autograd.grad(out, x, g)[0])
+
+
+def test_inplace_shift_of_a_tensor_autograd_still_needs_is_an_error():
+    """As in `block` placement with gradients on: the block input is a ReLU output that the ReLU's
+    backward reads. Shifting it in place must fail, not give the gradient of shifted values."""
+    x = torch.randn(N * T, C, 2, 2, requires_grad=True)
+    y = torch.relu(x)
+    temporal_shift_(y, T, DIV)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        temporal_shift_(torch.randn(N * T, C, 1, 1, requires_grad=True), T, DIV)
+
+
+def test_block_place_evaluates_identically_with_the_inplace_shift(monkeypatch):
+    """`block` placement shifts in place exactly when gradients are off; the outputs are those of
+    the out-of-place shift. `blockres` never shifts in place."""
+    calls = []
+
+    def counted(*a):
+        calls.append(a[1])
+        return temporal_shift_(*a)
+
+    monkeypatch.setattr(shift_module, "temporal_shift_", counted)
+    cfg = run_config(["--model", "tsn", "--arch", "resnet18", "--shift", "--shift_place", "block",
+                      "--num_segments", "4", "--shift_div", "4"], num_class=3)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        inplace = model(x)
+    assert calls == [4] * 8
+    with_grad = model(x)
+    assert len(calls) == 8  # gradients on: out of place
+    for m in shifts:
+        m.inplace = False
+    with torch.no_grad():
+        out_of_place = model(x)
+    assert len(calls) == 8
+    assert torch.equal(inplace, out_of_place) and torch.equal(with_grad, out_of_place)
+    blockres = build_model(dict(cfg, shift_place="blockres"))
+    assert not any(m.inplace for m in blockres.modules() if isinstance(m, TemporalShift))
 
 
 def test_blockres_keeps_tsm_parameter_names_and_imagenet_weights(tmp_path):
