@@ -80,19 +80,45 @@ def test_avi_with_b_frames_is_detected(videos):
     assert not avi_reorders_frames(videos["mp4 b-frames, from 3"])
 
 
-def test_pyav_seeks_instead_of_decoding_from_the_start(videos, monkeypatch):
+def _count_decoded(monkeypatch):
+    """The timestamps of the frames PyAVReader decodes (appended as it reads)."""
     decoded = []
-    original = av.container.InputContainer.decode
+    original = PyAVReader._decode_skipping
 
-    def counting(self, *args, **kwargs):
-        for frame in original(self, *args, **kwargs):
+    def counting(container, stream, wanted):
+        for frame in original(container, stream, wanted):
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
+    monkeypatch.setattr(PyAVReader, "_decode_skipping", staticmethod(counting))
+    return decoded
+
+
+def test_pyav_seeks_instead_of_decoding_from_the_start(videos, monkeypatch):
+    decoded = _count_decoded(monkeypatch)
     frames = PyAVReader().read(videos["mp4"], [35, 36])
     assert frame_indices_of(frames) == [35, 36]
-    assert len(decoded) <= 7   # from the key frame at 30, not 37 frames from the start
+    assert 2 <= len(decoded) <= 7   # from the key frame at 30, not 37 frames from the start
+
+
+def _longest_gop(path):
+    """(first, last) display positions of the longest run of frames between two key frames."""
+    with PyAVReader._open(path) as container:
+        _, keys = PyAVReader._index(path, container, container.streams.video[0])
+    i = int(np.argmax(np.diff(keys)))
+    return int(keys[i]), int(keys[i + 1]) - 1
+
+
+@pytest.mark.parametrize("name", ["mp4", "mp4 b-frames, from 3", "mkv from 5"])
+def test_pyav_skips_only_unneeded_non_reference_frames(videos, monkeypatch, name):
+    key, last = _longest_gop(videos[name])
+    decoded = _count_decoded(monkeypatch)
+    frames = PyAVReader().read(videos[name], [last])
+    assert frame_indices_of(frames) == [last]
+    if "b-frames" in name or "mkv" in name:   # B-frames nobody refers to are not decoded
+        assert len(decoded) < last - key + 1
+    else:                                     # every P-frame is a reference: all are decoded
+        assert len(decoded) == last - key + 1
 
 
 # ---- cut-off and broken files ---------------------------------------------------------------------
