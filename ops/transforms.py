@@ -58,14 +58,15 @@ def _resize(clip, size):
 def _cut(frames, windows, size=None):
     """Cut windows[c] = [(y, x, h, w), ...] out of every frame of clip c, resized to size if given.
 
-    Takes uint8 [C, T, H, W, 3]; returns uint8 [sum of len(windows[c]), T, h, w, 3].
+    Takes uint8 [C, T, H, W, 3]; returns uint8 [sum of len(windows[c]), T, h, w, 3]. A single
+    view is returned as it is (the resize's fresh output, or a slice): stacking it would copy it.
     """
     views = []
     for clip, clip_windows in zip(frames, windows):
         for y, x, h, w in clip_windows:
             view = clip[:, y:y + h, x:x + w]
             views.append(view if size is None else _resize(view, size))
-    return torch.stack(views)
+    return views[0].unsqueeze(0) if len(views) == 1 else torch.stack(views)
 
 
 def _crop_each_clip(frames, window, size, rng):

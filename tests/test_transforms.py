@@ -131,6 +131,31 @@ def test_resize_matches_float_interpolation():
     assert (out[0].float() - ref).abs().max() <= 1.0
 
 
+def test_train_pipeline_equals_pil_crop_resize_flip():
+    """The whole train pipeline (window, one uint8 resize per clip, flip of the result) gives TSM's
+    per-frame PIL crop + bilinear resize + mirror up to rounding (at most 2 levels, under 0.3 on
+    average: both use fixed-point weights), for upscaled and downscaled crops."""
+    from PIL import Image
+    rng = np.random.default_rng(5)
+    coarse = rng.integers(0, 256, (3, 4, 12, 16, 3), dtype=np.uint8)
+    frames = np.stack([[np.asarray(Image.fromarray(f).resize((90, 68), Image.BICUBIC)) for f in clip]
+                       for clip in coarse])   # [3 clips, 4 frames, 68, 90, 3], smooth like photos
+    transform = build_transform("train", 56, 64)
+    crop = transform.steps[0]
+    for seed in range(8):
+        out, _ = transform(frames, 0, np.random.default_rng(seed))
+        draws = np.random.default_rng(seed)
+        windows = [crop.window(68, 90, draws) for _ in range(3)]
+        flips = draws.random(3) < 0.5
+        for c, ((y, x, h, w), flip) in enumerate(zip(windows, flips)):
+            for t in range(4):
+                image = Image.fromarray(frames[c, t]).crop((x, y, x + w, y + h)).resize((56, 56), Image.BILINEAR)
+                if flip:
+                    image = image.transpose(Image.FLIP_LEFT_RIGHT)
+                diff = np.abs(out[c, t].numpy().astype(int) - np.asarray(image).astype(int))
+                assert diff.max() <= 2 and diff.mean() < 0.3, (seed, c, t, (h, w), flip)
+
+
 # ---------------------------------------------------------------- one decision per clip
 
 @pytest.mark.parametrize("transform", [
