@@ -35,6 +35,24 @@ def test_reencodes_every_frame_with_dense_key_frames(tmp_path):
     assert sorted(os.listdir(out / "a")) == ["v1.mp4"]   # no partial file left
 
 
+def x264_settings(path):
+    """The options x264 wrote into the stream (its SEI text), e.g. {'cabac': '0', 'keyint': '16'}."""
+    data = open(path, "rb").read()
+    text = data[data.index(b"options: "):].split(b"\0", 1)[0].decode()
+    return dict(item.split("=", 1) for item in text[len("options: "):].split() if "=" in item)
+
+
+def test_fastdecode_by_default_and_tune_none(tmp_path):
+    video = videogen.write_video(str(tmp_path / "v.mp4"), videogen.make_frames(8, H, W))
+    fast, plain = str(tmp_path / "fast.mp4"), str(tmp_path / "plain.mp4")
+    pv.prepare_video(video, fast, short_side=H)
+    pv.prepare_video(video, plain, short_side=H, tune="none")
+    assert x264_settings(fast)["cabac"] == "0" and x264_settings(fast)["deblock"].startswith("0")
+    assert x264_settings(plain)["cabac"] == "1" and x264_settings(plain)["deblock"].startswith("1")
+    assert x264_settings(fast)["bframes"] == "0" and x264_settings(fast)["keyint"] == "16"
+    assert np.array_equal(videogen.frame_indices_of(decode(fast)[0]), list(range(8)))
+
+
 def test_constant_frame_rate_drops_or_repeats_by_time(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     videogen.write_video(str(src / "v.mp4"), videogen.make_frames(20, H, W), fps=10)
