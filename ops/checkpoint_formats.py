@@ -14,7 +14,8 @@ of DataParallel and torch.compile are unpacked.
 
 Each layout has a detector and a renaming rule, written out per project (no matching by suffix).
 A rule maps a source key to a part of the target: the backbone (by torchvision's names, e.g. the
-ResNets' conv1, bn1, layerI.J.convK / bnK / downsample.0-1, relative to the target's backbone),
+ResNets' conv1, bn1, layerI.J.convK / bnK / downsample.0-1, relative to the target's backbone;
+a factored (2+1)D conv's parts spatial / norm / temporal),
 the classifier, or, for this project's own checkpoints, the whole model by name.
 
 Loading is strict: every backbone tensor must load, and every source tensor must land somewhere.
@@ -106,9 +107,29 @@ def _top(keys):
 BLOCK = r"(layer\d+\.\d+)"
 
 
+# A factored (2+1)D conv's parts in each project -> ours (archs/r2plus1d_resnets.Conv2Plus1d).
+MMACTION2_2PLUS1D = {"conv_s": "spatial", "bn_s": "norm", "conv_t": "temporal"}
+PYTORCHVIDEO_2PLUS1D = {"conv_xy": "spatial", "norm": "norm", "conv_t": "temporal"}
+
+
+def _factored(found, parts):
+    """A renamed key whose conv (`conv1`, `layerI.J.convK`, `downsample.0`) is a factored (2+1)D
+    conv: its part (the source's name, a key of `parts`) by ours. Other keys (a plain conv's
+    `convK.weight`, TSM's `convK.net.weight`) pass unchanged."""
+    if found is None:
+        return None
+    part, name = found
+    m = re.fullmatch(r"(.*?)(conv\d|downsample\.0)\.(\w+)\.(\w+)", name)
+    if m and m[3] in parts:
+        name = f"{m[1]}{m[2]}.{parts[m[3]]}.{m[4]}"
+    return part, name
+
+
 def _mmaction2(key):
-    """MMAction2's ResNet / ResNetTSM / ResNet3d(SlowOnly) backbones and recognizer heads:
-    ConvModules (`conv1.conv`, `conv1.bn`), `downsample.conv/bn`, head `cls_head.fc_cls`."""
+    """MMAction2's ResNet / ResNetTSM / ResNet3d(SlowOnly) / ResNet2Plus1d backbones and recognizer
+    heads: ConvModules (`conv1.conv`, `conv1.bn`), `downsample.conv/bn`, head `cls_head.fc_cls`.
+    In ResNet2Plus1d every ConvModule's conv (shortcuts included) is a Conv2plus1d:
+    `.conv.conv_s`, `.conv.bn_s`, `.conv.conv_t`."""
     rules = ((r"backbone\.conv1\.conv\.(.+)", r"conv1.\1"),
              (r"backbone\.conv1\.bn\.(.+)", r"bn1.\1"),
              (rf"backbone\.{BLOCK}\.conv(\d)\.conv\.(.+)", r"\1.conv\2.\3"),
@@ -117,7 +138,7 @@ def _mmaction2(key):
              (rf"backbone\.{BLOCK}\.downsample\.bn\.(.+)", r"\1.downsample.1.\2"))
     if key.startswith("cls_head.fc_cls."):
         return "classifier", key[len("cls_head.fc_cls."):]
-    return _apply(rules, key)
+    return _factored(_apply(rules, key), MMACTION2_2PLUS1D)
 
 
 def _pyslowfast(key):
@@ -140,11 +161,12 @@ def _pyslowfast(key):
 
 
 def _pytorchvideo(stages):
-    """PyTorchVideo's hub ResNets (slow_r50, i3d_r50): stem `blocks.0.conv/norm`, stages
-    `blocks.N.res_blocks.J.branch1_conv/norm`, `branch2.conv_a..c/norm_a..c`, head
-    `blocks.M.proj`. `stages`: the block numbers holding res_blocks, in order (i3d_r50 has a
-    pooling block between the first two stages)."""
-    def rename(key):
+    """PyTorchVideo's hub ResNets (slow_r50, i3d_r50, r2plus1d_r50): stem `blocks.0.conv/norm`,
+    stages `blocks.N.res_blocks.J.branch1_conv/norm`, `branch2.conv_a..c/norm_a..c`, head
+    `blocks.M.proj`; r2plus1d_r50's conv_b is a Conv2plus1d (`conv_b.conv_t`, `.norm`,
+    `.conv_xy`). `stages`: the block numbers holding res_blocks, in order (i3d_r50 has a pooling
+    block between the first two stages)."""
+    def by_block(key):
         m = re.fullmatch(r"blocks\.(\d+)\.proj\.(.+)", key)
         if m:
             return "classifier", m[2]
@@ -160,7 +182,8 @@ def _pytorchvideo(stages):
             kind, letter = m[3][len("branch2."):].split("_")
             part = f"{'conv' if kind == 'conv' else 'bn'}{'abc'.index(letter) + 1}"
         return "backbone", f"layer{stages.index(int(m[1])) + 1}.{m[2]}.{part}.{m[4]}"
-    return rename
+
+    return lambda key: _factored(by_block(key), PYTORCHVIDEO_2PLUS1D)
 
 
 def _tsm(key):

@@ -1,13 +1,16 @@
 """Other projects' checkpoints (ops/checkpoint_formats.py). torchvision's are saved from the
 installed torchvision's real models; TSM's from torchvision's ResNet-50 as TSM wraps it; MMAction2's,
 PySlowFast's and PyTorchVideo's are written here with the key names and shapes their model
-definitions give (ResNet-50 TSN/TSM, I3D R50, SlowOnly R50). Every tensor is filled with its own
-number, so a spot check shows where it landed. Each loads fully with a report; a wrong
-architecture is refused with a message naming what did not load."""
+definitions give (ResNet-50 TSN/TSM, I3D R50, SlowOnly R50, MMAction2's R(2+1)D-34, PyTorchVideo's
+r2plus1d_r50). Every tensor is filled with its own number, so a spot check shows where it landed
+(the R(2+1)D stems and one block are random, and run against the source's computation written out
+here). Each loads fully with a report; a wrong architecture is refused with a message naming what
+did not load."""
 import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 import main
@@ -341,6 +344,192 @@ def test_wrong_architecture_is_refused(files):
     torch.save({"model_state": two_pathways}, path)
     with pytest.raises(ValueError, match=r"unexpected \(1\): s1.pathway1_stem.conv.weight"):
         load_weights(build_model(default_config(arch="slowonly_r50", num_class=5)), path)
+
+
+# ---- R(2+1)D: MMAction2's R(2+1)D-34 and PyTorchVideo's r2plus1d_r50 ----
+
+def bn_keys(prefix, channels):
+    return [(f"{prefix}.{p}", (channels,)) for p in BN_PARAMS] + [(f"{prefix}.num_batches_tracked", ())]
+
+
+def mmaction2_conv2plus1d(prefix, cin, cout, t, d):
+    """MMAction2's Conv2plus1d (mmaction/models/common/conv2plus1d.py): conv_s (1, d, d) to M,
+    bn_s, conv_t (t, 1, 1) to cout, M computed as there: int(3 * cin cout d^2 / (cin d^2 + 3 cout))."""
+    mid = int(3 * (cin * cout * d * d) / (cin * d * d + 3 * cout))
+    return with_bn(f"{prefix}.conv_s.weight", f"{prefix}.bn_s", (mid, cin, 1, d, d)) \
+        + [(f"{prefix}.conv_t.weight", (cout, mid, t, 1, 1))]
+
+
+def mmaction2_r2plus1d_r34(num_class=400):
+    """MMAction2's Recognizer3D over ResNet2Plus1d depth 34 (configs/_base_/models/r2plus1d_r34.py):
+    ConvModules whose conv is a Conv2plus1d, the stem's 3x7x7; BasicBlock3d conv1/conv2 3x3x3;
+    layers 2-4's first block a factored 1x1x1 `downsample.conv` + `downsample.bn`; I3DHead fc_cls."""
+    keys = mmaction2_conv2plus1d("backbone.conv1.conv", 3, 64, 3, 7) + bn_keys("backbone.conv1.bn", 64)
+    cin = 64
+    for s, n in enumerate(BLOCKS, 1):
+        planes = 64 * 2 ** (s - 1)
+        for j in range(n):
+            block, block_in = f"backbone.layer{s}.{j}", cin if j == 0 else planes
+            for conv, cin_conv in (("conv1", block_in), ("conv2", planes)):
+                keys += mmaction2_conv2plus1d(f"{block}.{conv}.conv", cin_conv, planes, 3, 3) \
+                    + bn_keys(f"{block}.{conv}.bn", planes)
+            if j == 0 and s > 1:
+                keys += mmaction2_conv2plus1d(f"{block}.downsample.conv", block_in, planes, 1, 1) \
+                    + bn_keys(f"{block}.downsample.bn", planes)
+        cin = planes
+    keys += [("cls_head.fc_cls.weight", (num_class, 512)), ("cls_head.fc_cls.bias", (num_class,))]
+    return filled(keys)
+
+
+def pytorchvideo_r2plus1d_r50(num_class=400):
+    """PyTorchVideo's create_r2plus1d (hub r2plus1d_r50): stem blocks.0.conv 1x7x7 / norm; stage
+    blocks 1-4 of 2plus1d bottlenecks, each first block with branch1_conv/norm; conv_b a
+    Conv2plus1d on the inner width (conv_t 3x1x1, norm, conv_xy 1x3x3); head blocks.5.proj."""
+    keys = with_bn("blocks.0.conv.weight", "blocks.0.norm", (64, 3, 1, 7, 7))
+    cin = 64
+    for s, n in enumerate(BLOCKS, 1):
+        inner = 64 * 2 ** (s - 1)
+        for j in range(n):
+            block, block_in = f"blocks.{s}.res_blocks.{j}", cin if j == 0 else inner * 4
+            if j == 0:
+                keys += with_bn(f"{block}.branch1_conv.weight", f"{block}.branch1_norm", (inner * 4, block_in, 1, 1, 1))
+            keys += with_bn(f"{block}.branch2.conv_a.weight", f"{block}.branch2.norm_a", (inner, block_in, 1, 1, 1))
+            conv_b = f"{block}.branch2.conv_b"
+            keys += with_bn(f"{conv_b}.conv_t.weight", f"{conv_b}.norm", (inner, inner, 3, 1, 1))
+            keys += [(f"{conv_b}.conv_xy.weight", (inner, inner, 1, 3, 3))] + bn_keys(f"{block}.branch2.norm_b", inner)
+            keys += with_bn(f"{block}.branch2.conv_c.weight", f"{block}.branch2.norm_c", (inner * 4, inner, 1, 1, 1))
+        cin = inner * 4
+    keys += [("blocks.5.proj.weight", (num_class, 2048)), ("blocks.5.proj.bias", (num_class,))]
+    return filled(keys)
+
+
+def randomized(state, prefixes):
+    """`state` with the tensors under `prefixes` drawn at random (BatchNorm variances small and
+    positive, so that each BatchNorm's eps shows)."""
+    out = dict(state)
+    for key, value in state.items():
+        if key.startswith(prefixes) and value.is_floating_point():
+            small = key.endswith("running_var")
+            out[key] = torch.rand(value.shape) * 0.01 + 1e-4 if small else torch.randn(value.shape)
+    return out
+
+
+R2PLUS1D_BLOCKS = {"r2plus1d_r34": ("backbone.conv1.", "backbone.layer2.0."),
+                   "r2plus1d_r50": ("blocks.0.", "blocks.3.res_blocks.0.")}
+
+
+@pytest.fixture(scope="module")
+def r2plus1d_files(tmp_path_factory):
+    """The two zoos' R(2+1)D checkpoints (400 classes), the stem and one downsampling block random."""
+    folder = tmp_path_factory.mktemp("r2plus1d")
+    torch.manual_seed(0)
+    states = {"r2plus1d_r34": {"meta": {"mmaction2_version": "1.0.0"},
+                               "state_dict": randomized(mmaction2_r2plus1d_r34(), R2PLUS1D_BLOCKS["r2plus1d_r34"])},
+              "r2plus1d_r50": {"model_state": randomized(pytorchvideo_r2plus1d_r50(), R2PLUS1D_BLOCKS["r2plus1d_r50"])}}
+    paths = {}
+    for name, obj in states.items():
+        paths[name] = str(folder / f"{name}.pth")
+        torch.save(obj, paths[name])
+    return paths
+
+
+@pytest.mark.parametrize("arch,layout", [("r2plus1d_r34", "mmaction2"), ("r2plus1d_r50", "pytorchvideo")])
+def test_r2plus1d_checkpoints_load_fully(r2plus1d_files, arch, layout):
+    state, _ = read_checkpoint(r2plus1d_files[arch])
+    model = build_model(default_config(arch=arch, num_class=400))
+    report = load_weights(model, r2plus1d_files[arch])
+    assert report["layout"] == layout and len(report["loaded"]) == len(model.state_dict()) == len(state)
+    assert_full(report)
+    model = build_model(default_config(arch=arch, num_class=7))
+    report = load_weights(model, r2plus1d_files[arch])
+    assert_full(report, ["fc.bias", "fc.weight"])
+    assert len(report["dropped"]) == 2 and len(report["loaded"]) == len(state) - 2
+    if arch == "r2plus1d_r34":
+        assert torch.equal(model.layer3[4].conv2.spatial.weight, state["backbone.layer3.4.conv2.conv.conv_s.weight"])
+        assert torch.equal(model.layer4[0].downsample[0].norm.running_var,
+                           state["backbone.layer4.0.downsample.conv.bn_s.running_var"])
+    else:
+        assert torch.equal(model.layer2[3].conv2.temporal.weight,
+                           state["blocks.2.res_blocks.3.branch2.conv_b.conv_t.weight"])
+        assert torch.equal(model.layer4[1].conv2.spatial.weight,
+                           state["blocks.4.res_blocks.1.branch2.conv_b.conv_xy.weight"])
+
+
+def batch_norm(x, state, prefix, eps, relu):
+    x = F.batch_norm(x, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"], state[f"{prefix}.weight"],
+                     state[f"{prefix}.bias"], False, 0.0, eps)
+    return F.relu(x) if relu else x
+
+
+def mmaction2_reference(state, x, y):
+    """MMAction2's stem (with its max pool) on x and its layer2.0 on y, written from resnet3d.py and
+    conv2plus1d.py over the checkpoint's tensors: a Conv2plus1d is conv_s, bn_s (eps 1e-5), ReLU,
+    conv_t; each ConvModule's BN has eps 1e-3 (SyncBN's in the config)."""
+    def conv2plus1d(x, prefix, stride, t_pad, s_pad):
+        x = F.conv3d(x, state[f"{prefix}.conv_s.weight"], stride=(1, stride[1], stride[1]), padding=(0, s_pad, s_pad))
+        x = batch_norm(x, state, f"{prefix}.bn_s", 1e-5, relu=True)
+        return F.conv3d(x, state[f"{prefix}.conv_t.weight"], stride=(stride[0], 1, 1), padding=(t_pad, 0, 0))
+
+    def conv_module(x, prefix, stride, t_pad, s_pad, relu):
+        return batch_norm(conv2plus1d(x, f"{prefix}.conv", stride, t_pad, s_pad), state, f"{prefix}.bn", 1e-3, relu)
+
+    stem = F.max_pool3d(conv_module(x, "backbone.conv1", (1, 2), 1, 3, True), (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    b = "backbone.layer2.0"
+    out = conv_module(conv_module(y, f"{b}.conv1", (2, 2), 1, 1, True), f"{b}.conv2", (1, 1), 1, 1, False)
+    return stem, F.relu(out + conv_module(y, f"{b}.downsample", (2, 2), 0, 0, False))
+
+
+def pytorchvideo_reference(state, x, y):
+    """PyTorchVideo's stem on x and its res4's first block (blocks.3.res_blocks.0) on y, written
+    from resnet.py, r2plus1d.py, stem.py and convolutions.py over the checkpoint's tensors: conv_b
+    is conv_t (temporal stride), norm, ReLU, conv_xy (spatial stride); every BN eps 1e-5."""
+    stem = batch_norm(F.conv3d(x, state["blocks.0.conv.weight"], stride=(1, 2, 2), padding=(0, 3, 3)), state,
+                      "blocks.0.norm", 1e-5, relu=True)
+    b = "blocks.3.res_blocks.0"
+    out = batch_norm(F.conv3d(y, state[f"{b}.branch2.conv_a.weight"]), state, f"{b}.branch2.norm_a", 1e-5, True)
+    out = F.conv3d(out, state[f"{b}.branch2.conv_b.conv_t.weight"], stride=(2, 1, 1), padding=(1, 0, 0))
+    out = batch_norm(out, state, f"{b}.branch2.conv_b.norm", 1e-5, True)
+    out = F.conv3d(out, state[f"{b}.branch2.conv_b.conv_xy.weight"], stride=(1, 2, 2), padding=(0, 1, 1))
+    out = batch_norm(out, state, f"{b}.branch2.norm_b", 1e-5, True)
+    out = batch_norm(F.conv3d(out, state[f"{b}.branch2.conv_c.weight"]), state, f"{b}.branch2.norm_c", 1e-5, False)
+    shortcut = F.conv3d(y, state[f"{b}.branch1_conv.weight"], stride=(2, 2, 2))
+    return stem, F.relu(out + batch_norm(shortcut, state, f"{b}.branch1_norm", 1e-5, False))
+
+
+@pytest.mark.parametrize("arch", ["r2plus1d_r34", "r2plus1d_r50"])
+def test_r2plus1d_computes_what_the_source_network_computes(r2plus1d_files, arch):
+    """The stem and a downsampling block, loaded from the checkpoint, against the source project's
+    computation written out here: conv order, strides, paddings, middle widths, BN eps."""
+    state, _ = read_checkpoint(r2plus1d_files[arch])
+    model = build_model(default_config(arch=arch, num_class=400)).eval()
+    load_weights(model, r2plus1d_files[arch])
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 4, 16, 16)
+    if arch == "r2plus1d_r34":
+        block, y = model.layer2[0], torch.randn(1, 64, 4, 8, 8)
+        stem_ref, block_ref = mmaction2_reference(state, x, y)
+    else:
+        block, y = model.layer3[0], torch.randn(1, 512, 4, 8, 8)
+        stem_ref, block_ref = pytorchvideo_reference(state, x, y)
+    with torch.no_grad():
+        stem = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        torch.testing.assert_close(stem, stem_ref)
+        torch.testing.assert_close(block(y), block_ref)
+        assert model(torch.randn(2, 3, 4, 32, 32)).shape == (2, 400)
+
+
+def test_r2plus1d_checkpoints_refused_by_other_architectures(r2plus1d_files, tmp_path):
+    for arch, other in (("r2plus1d_r34", "r2plus1d_r50"), ("r2plus1d_r50", "r2plus1d_r34"),
+                        ("r2plus1d_r34", "r2plus1d_18"), ("r2plus1d_r50", "slowonly_r50")):
+        with pytest.raises(ValueError, match=r"does not fit .*unexpected"):
+            load_weights(build_model(default_config(arch=other, num_class=400)), r2plus1d_files[arch])
+    # PyTorchVideo's SlowOnly R50 shares r2plus1d_r50's key layout but not its conv_b
+    with pytest.raises(ValueError, match=r"conv_b\.conv_t"):
+        load_weights(build_model(default_config(arch="slowonly_r50", num_class=400)), r2plus1d_files["r2plus1d_r50"])
+    path = tmp_path / "r2plus1d_18.pth"
+    torch.save(torchvision.models.video.r2plus1d_18().state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit R2Plus1dResNet"):
+        load_weights(build_model(default_config(arch="r2plus1d_r34", num_class=400)), str(path))
 
 
 def test_torchvision_video_models_take_torchvision_state_dicts(tmp_path):

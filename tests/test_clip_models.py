@@ -10,6 +10,7 @@ from archs.stts import AttentionGate, STTSConv
 from ops.models import MODELS, build_model
 from ops.policies import build_param_groups
 from opts import default_config
+from tools.model_info import count_parameters
 
 CLIP_MODELS = ["c3d", "r2plus1d", "stts", "stts_a", "r3d18", "i3d"]
 
@@ -37,6 +38,14 @@ def build_on_meta(name, num_class, **cfg):
 def test_published_parameter_counts(name, num_class):
     assert numel(build_on_meta(name, num_class)) == PUBLISHED[name][num_class]
 
+
+
+# The zoos' own figures for their R(2+1)D ResNets with the Kinetics-400 head, as they round them:
+# MMAction2's R(2+1)D README 63.8M, PyTorchVideo's model zoo 28.11M.
+@pytest.mark.parametrize("name,millions,digits", [("r2plus1d_r34", 63.8, 1), ("r2plus1d_r50", 28.11, 2)])
+def test_zoo_r2plus1d_parameter_counts_match_the_published_figures(name, millions, digits):
+    total, _ = count_parameters(build_on_meta(name, 400))
+    assert round(total / 1e6, digits) == millions
 
 def test_stts_attention_adds_exactly_the_published_parameters():
     assert numel(build_on_meta("stts_a", 101)) - numel(build_on_meta("stts", 101)) == 4_135_966

@@ -32,11 +32,13 @@ from ops.models import BACKBONES, MODELS, build_model, model_label  # noqa: E402
 
 # Settings the --all table uses where a model is usually quoted at something other than main.py's
 # defaults: the clip lengths of the published settings (STTS project: 32 frames; VTDL: R3D 16
-# frames, I3D fine-tuned on 64; the zoos' I3D and SlowOnly R50: 8), and a clip model for VTDL's encoder.
+# frames, I3D fine-tuned on 64; the zoos' I3D and SlowOnly R50: 8; MMAction2's R(2+1)D-34: 8,
+# PyTorchVideo's r2plus1d_r50: 16), and a clip model for VTDL's encoder.
 REFERENCE_SETTINGS = {
     "c3d": dict(clip_len=32), "r2plus1d": dict(clip_len=32), "stts": dict(clip_len=32), "stts_a": dict(clip_len=32),
     "r3d18": dict(clip_len=16), "i3d": dict(clip_len=64), "vtdl": dict(arch="r3d18", clip_len=16),
     "i3d_r50": dict(clip_len=8), "slowonly_r50": dict(clip_len=8),
+    "r2plus1d_r34": dict(clip_len=8), "r2plus1d_r50": dict(clip_len=16),
     "cpc_trans_ft": dict(arch="resnet18"),   # its encoder is DPC's ResNet-18 variant, whatever --arch says
 }
 DEFAULT_NUM_CLASS = 101
