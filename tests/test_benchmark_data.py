@@ -24,3 +24,12 @@ def test_benchmark_rows_json_and_ratios(tmp_path):
                     "--crop_size", "48", "--scale_size", "64", "--small_crop", "24", "--small_scale", "32",
                     "-b", "2", "--json", str(out)]) == 0
     assert {r["data"] for r in json.loads(out.read_text())["rows"]} == {"rawframes"}
+
+
+def test_generated_frames_in_a_temporary_folder_last_to_the_end(tmp_path):
+    """Without --data_dir the frames live in a temporary folder, still there for the pixel check."""
+    out = tmp_path / "bench.json"
+    assert bd.main(["--formats", "rawframes", "--videos", "2", "--frames", "4", "--rounds", "1", "--size", "64", "80",
+                    "--crop_size", "48", "--scale_size", "64", "--small_crop", "24", "--small_scale", "32",
+                    "--passes", "2", "-b", "1", "--json", str(out)]) == 0
+    assert 0 < json.loads(out.read_text())["scaled_decode_difference"]["mean"] < 3

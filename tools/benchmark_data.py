@@ -344,10 +344,11 @@ def main(argv=None):
                     if w == 0 or 0 not in args.workers:
                         r["cpu_ms_per_clip"] = min(r["cpu_ms_per_clip"], 1000 * cpu_clip)
                 print(f"round {round_ + 1}: {data:14s} {name:40s} {r['cpu_ms_per_clip']:7.2f} ms", flush=True)
+        difference = None
+        if "rawframes" in lists:   # inside: the generated frames go with the temporary folder
+            difference = scaled_decode_difference(VideoList(lists["rawframes"], root), args.image_tmpl,
+                                                  args.small_scale)
     results = list(results.values())
-    difference = None
-    if "rawframes" in lists:
-        difference = scaled_decode_difference(VideoList(lists["rawframes"], root), args.image_tmpl, args.small_scale)
     header = (f"CPU ms per clip (0 workers, best of {args.rounds} interleaved rounds), {args.segments} frames per "
               f"TSN clip, {args.crop_size} px crops, batch {args.batch_size}; {what}; {os.cpu_count()} CPU cores "
               f"({cpu_model()}), torch {torch.__version__}")
