@@ -6,8 +6,8 @@ per sample (MMAction2 reports 1.42 s against 0.61 s per TSN iteration for plain 
 dense-key-frame video). Every video under SRC becomes OUT/<its path with the extension .mp4>:
 H.264 (libx264, no B-frames, --tune fastdecode: no CABAC and no deblocking filter), a key frame
 every --gop frames, the short side --short_side, frames retimed to a constant --fps (default: the
-source's average rate), audio left out. fastdecode made sparse clips of the sample videos 25-40%
-cheaper to decode for 13% larger files (docs/benchmarks.md).
+source's average rate), audio left out. fastdecode made clips of the sample videos 27-43% cheaper
+to decode for 13% larger files (docs/benchmarks.md).
 
 Like tools/extract_frames.py it is parallel (-j) and resumable: a video is written to
 `<name>.partial.mp4` and renamed when complete, so an existing output is a finished one and a
