@@ -95,10 +95,23 @@ def set_cuda_flags(tf32, deterministic):
 
 
 def make_optimizer(args, groups):
+    """The optimizer over `groups`, with its multi-tensor (foreach) kernels on CUDA and the per-tensor
+    loop on the CPU: torch's own choice, made once here rather than again for every group at every
+    step (its default, foreach=None). A checkpoint's groups bring their foreach along; this run's
+    device decides instead."""
+    foreach = all(p.is_cuda for g in groups for p in g["params"])
     if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
-    return cls(groups, lr=args.lr, weight_decay=args.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                                    foreach=foreach)
+    else:
+        cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+        optimizer = cls(groups, lr=args.lr, weight_decay=args.weight_decay, foreach=foreach)
+
+    def keep_foreach(opt):
+        for group in opt.param_groups:
+            group["foreach"] = foreach
+    optimizer.register_load_state_dict_post_hook(keep_foreach)
+    return optimizer
 
 
 def make_schedule(args, optimizer, iters_per_epoch):

@@ -182,13 +182,14 @@ class EpochMeter:
     """Sums over an epoch, kept on the device: loss parts and metrics (weighted by batch size),
     top-1/5 hits and per-class [misses, hits].
 
-    `update` only keeps the step's values (one small kernel); every `fold_every` updates, and
-    before each read, the kept values are added to the sums in a few batched kernels, so a step
-    costs next to nothing and never reads the device. `read` (one transfer) and `reduce` (one
-    all-reduce, one transfer) read it. The names, and whether there are logits, must be the same
-    in every update."""
+    `update` only keeps detached references to the step's values, logits and labels (no kernel
+    but the detaches); every `fold_every` updates, and before each read, the kept steps are added
+    to the sums in a few batched kernels (in float64, so the sums do not depend on how the steps
+    are batched), so a step costs next to nothing and never reads the device. `read` (one
+    transfer) and `reduce` (one all-reduce, one transfer) read it. The names, and whether there
+    are logits, must be the same in every update."""
 
-    def __init__(self, num_class, device, fold_every=32):
+    def __init__(self, num_class, device, fold_every=128):
         self.num_class, self.device, self.fold_every = num_class, device, fold_every
         self.names, self.with_logits, self.count, self.pending = None, False, 0, []
         self.sums = torch.zeros(0, dtype=torch.float64, device=device)
@@ -205,9 +206,8 @@ class EpochMeter:
         elif sorted(values) != self.names or (logits is not None) != self.with_logits:
             raise ValueError(f"the model reported {sorted(values)} after {self.names} (logits: "
                              f"{logits is not None} after {self.with_logits}): the outputs must not change")
-        with torch.no_grad():
-            scalars = torch.stack([values[k] for k in self.names])
-        self.pending.append((n, scalars, logits.detach() if logits is not None else None, labels))
+        self.pending.append((n, [values[k].detach() for k in self.names],
+                             logits.detach() if logits is not None else None, labels))
         self.count += n
         if len(self.pending) >= self.fold_every:
             self.fold()
@@ -217,9 +217,10 @@ class EpochMeter:
         if not self.pending:
             return
         for n in {n for n, *_ in self.pending}:  # one batch size, except in validation
-            self.sums.add_(torch.stack([v for m, v, *_ in self.pending if m == n]).float().sum(dim=0), alpha=n)
+            kept = torch.stack([v for m, values, *_ in self.pending if m == n for v in values])
+            self.sums.add_(kept.double().view(-1, len(self.names)).sum(dim=0), alpha=n)
         if self.with_logits:
-            logits = torch.cat([lg.float() for _, _, lg, _ in self.pending])
+            logits = torch.cat([lg for _, _, lg, _ in self.pending]).float()
             labels = torch.cat([lb for *_, lb in self.pending])
             hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
             hit1 = hits[:, 0]

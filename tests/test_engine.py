@@ -103,3 +103,78 @@ def test_train_and_validate_with_cpu_amp_and_clipping():
     assert not torch.equal(before, model.base_model.conv1.weight)
     stats, _ = validate(model, batches[::2], normalize, torch.device("cpu"), 3, amp="bf16", progress=False)
     assert stats["num_videos"] == 4 and stats["confusion"].sum() == 4
+
+
+def test_epoch_meter_sums_are_exact_however_the_steps_are_folded():
+    """Values near 2^20 in steps of 1/8, weighted by batch sizes 1..7: their sums need 31 bits,
+    more than float32 holds, so a running float32 sum rounds them; the meter's equal the
+    direct float64 sums whether it folds every 3 steps or once."""
+    torch.manual_seed(0)
+    steps = [(int(n), 2 ** 20 + int(k) / 8, int(k) / 8) for n, k in zip(torch.randint(1, 8, (40,)),
+                                                                      torch.randint(0, 64, (40,)))]
+    count = sum(n for n, _, _ in steps)
+    direct = {"loss": sum(n * v for n, v, _ in steps) / count, "m": sum(n * m for n, _, m in steps) / count}
+    assert direct["loss"] != torch.tensor([n * v for n, v, _ in steps], dtype=torch.float32).cumsum(0)[-1].item() / count
+    for fold_every in (3, 1000):
+        meter = EpochMeter(num_class=2, device=torch.device("cpu"), fold_every=fold_every)
+        for n, v, m in steps:
+            meter.update(n, torch.tensor(v), {}, {"m": torch.tensor(m)}, None, torch.zeros(n, dtype=torch.long))
+        assert meter.read() == direct
+
+
+class Probe(torch.nn.Module):
+    """Logits from the frames' mean colour, an extra loss and a metric: all recomputable from a batch."""
+
+    def __init__(self, num_class):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, num_class)
+
+    def forward(self, x):
+        logits = self.fc(x.mean(dim=(1, 3, 4)))
+        return {"logits": logits, "losses": {"aux": logits.square().mean()},
+                "metrics": {"margin": logits.max(dim=1).values.mean()}}
+
+
+def test_logged_values_are_those_of_a_direct_computation():
+    """The log lines' running loss and the epoch's averages (loss, its parts, the metric, top-1/5,
+    mean class accuracy) equal the same quantities computed directly, batch by batch (lr 0 keeps
+    the model fixed, so its outputs can be computed again)."""
+    from ops.engine import train_one_epoch
+    from ops.model_api import InputSpec
+    from ops.transforms import DeviceNormalize
+
+    torch.manual_seed(0)
+    num_class, model = 12, Probe(12)
+    normalize = DeviceNormalize.from_spec(InputSpec(layout="frames", crop_size=4))
+    batches = [(torch.randint(0, 256, (n, 1, 2, 4, 4, 3), dtype=torch.uint8), torch.randint(0, num_class, (n,)),
+                torch.arange(n), []) for n in [4] * 6 + [3]]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=1e-4)
+    lines = []
+
+    class Log:
+        def text(self, line, echo=True):
+            lines.append(line)
+
+    stats, _ = train_one_epoch(model, batches, opt, LRSchedule(opt, 0.0, "step", 1, len(batches)),
+                               torch.amp.GradScaler("cpu", enabled=False), normalize, torch.device("cpu"), 0,
+                               num_class, print_freq=3, progress=False, log=Log())
+    sums, count, top1, top5, per_class, running = {}, 0, 0, 0, {}, []
+    with torch.no_grad():
+        for it, (frames, labels, _, _) in enumerate(batches):
+            out = model(normalize(frames)[:, 0])
+            parts = {"loss_ce": torch.nn.functional.cross_entropy(out["logits"], labels), **out["losses"]}
+            values = {"loss": parts["loss_ce"] + parts["aux"], **parts, **out["metrics"]}
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + len(labels) * value.item()
+            count += len(labels)
+            ranked = out["logits"].argsort(dim=1, descending=True).tolist()
+            for row, label in zip(ranked, labels.tolist()):
+                top1, top5 = top1 + (row[0] == label), top5 + (label in row[:5])
+                per_class.setdefault(label, []).append(row[0] == label)
+            if (it + 1) % 3 == 0:
+                running.append(f"loss {sums['loss'] / count:.4f} ")
+    direct = {name: total / count for name, total in sums.items()}
+    direct.update(top1=100 * top1 / count, top5=100 * top5 / count,
+                  mean_class_acc=100 * sum(sum(h) / len(h) for h in per_class.values()) / len(per_class))
+    assert {name: stats[name] for name in direct} == direct and stats["samples"] == count
+    assert len(lines) == len(running) == 2 and all(want in line for want, line in zip(running, lines))

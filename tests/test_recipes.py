@@ -336,3 +336,19 @@ def test_every_rank_validates_rank_0s_batchnorm_statistics(tmp_path):
     from tests.ddp_workers import broadcast_bn_worker
     mp.spawn(broadcast_bn_worker, args=(port, str(tmp_path)), nprocs=2)
     assert torch.equal(torch.load(tmp_path / "mean0.pt"), torch.load(tmp_path / "mean1.pt"))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_optimizer_picks_its_kernels_once_and_a_checkpoint_does_not_change_them(name):
+    """foreach is set from the parameters' device (per-tensor on the CPU), not left to torch to decide
+    at every step, and loading a state saved with torch's default (None) keeps this run's choice."""
+    import argparse
+
+    import torch
+    args = argparse.Namespace(optimizer=name, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    optimizer = main.make_optimizer(args, [dict(params=[torch.nn.Parameter(torch.zeros(2))])])
+    assert [g["foreach"] for g in optimizer.param_groups] == [False]
+    saved = optimizer.state_dict()
+    saved["param_groups"][0]["foreach"] = None
+    optimizer.load_state_dict(saved)
+    assert [g["foreach"] for g in optimizer.param_groups] == [False]

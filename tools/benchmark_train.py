@@ -28,6 +28,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from main import make_optimizer  # noqa: E402
 from ops.engine import LRSchedule, amp_dtype, train_one_epoch  # noqa: E402
 from ops.model_api import IMAGENET_SPEC  # noqa: E402
 from ops.models import build_model  # noqa: E402
@@ -98,7 +99,8 @@ def main(argv=None):
                                            dropout=0.5, partial_bn=False))
     model = model.to(device, memory_format=fmt)
     normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
-    optimizer = torch.optim.SGD(build_param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)
+    recipe = argparse.Namespace(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = make_optimizer(recipe, build_param_groups(model, recipe.lr, recipe.weight_decay))
     schedule = LRSchedule(optimizer, 0.01, "step", 1, args.iters)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     frames = torch.randint(0, 256, (b, 1, k, s, s, 3), dtype=torch.uint8, device=device)
@@ -106,7 +108,7 @@ def main(argv=None):
     batches = [(frames, labels, torch.arange(b), [])] * args.iters
 
     bare = bare_network(args.arch, c).to(device, memory_format=fmt)
-    bare_opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    bare_opt = make_optimizer(recipe, [dict(params=list(bare.parameters()))])
     x = torch.randn(b * k, 3, s, s, device=device).contiguous(memory_format=fmt)
 
     def run_full():
