@@ -11,6 +11,8 @@ The two are timed in alternating rounds (median per iteration), so load changes 
 machine hit both alike. Reported: the overhead full / bare - 1 (GPU target: <= 10%, i.e. the
 full step at >= 90% of the bare loop's throughput) and the fixed cost full - bare per iteration,
 which `--arch trivial` (a network that costs next to nothing) isolates (CPU target: <= 100 us).
+Both sides get their optimizer from main.make_optimizer (SGD, momentum 0.9, weight decay 5e-4):
+the full step over TSN's parameter groups, the bare loop over one group. Neither clips gradients.
 
     python tools/benchmark_train.py --arch resnet18 --num_segments 4 --crop_size 112 --batch_size 8
     python tools/benchmark_train.py --arch trivial --iters 200 --rounds 15 --threads 1
