@@ -130,6 +130,9 @@ def add_model_args(parser):
     g.add_argument("--rbrc_ratio", type=float, default=0.5,
                    help="fraction of channels RBRC reverses in time in a chosen clip (the reference: one channel)")
     g.add_argument("--rbrc_hidden", type=int, default=256, help="width of the RBRC head (temporal conv + MLP)")
+    g.add_argument("--rbrc_query", default="reversed", choices=["reversed", "clean"],
+                   help="what the aggregator's query path takes in training: the RBRC-reversed maps "
+                        "(the published design) or the clean maps it sees at evaluation")
     g.add_argument("--scsa_dim", type=int, default=256, help="d: width of the aggregator's attention")
     g.add_argument("--scsa_heads", type=int, default=1, help="attention heads (d must divide by 2 x heads)")
     g.add_argument("--scsa_gamma", type=float, default=0.01, help="initial residual scale gamma of the aggregator")

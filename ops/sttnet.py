@@ -23,13 +23,15 @@ from selfsupervision.rbrf import RBRFHead, rbrf_labels, rbrf_transform
 class STTNet(TSN):
     def __init__(self, backbone, num_class, num_segments, aggregator=True, rbrf=True, rbrc=True,
                  lambda_rbrf=0.01, lambda_rbrc=0.1, rbrf_kinds=2, rbrf_grid=2, rbrf_hidden=256,
-                 rbrc_ratio=0.5, rbrc_hidden=256, scsa_dim=256, scsa_heads=1, scsa_gamma=0.01,
-                 scsa_norm=False, scsa_ffn=False, spatial_size=(7, 7), **tsn_options):
+                 rbrc_ratio=0.5, rbrc_hidden=256, rbrc_query="reversed", scsa_dim=256, scsa_heads=1,
+                 scsa_gamma=0.01, scsa_norm=False, scsa_ffn=False, spatial_size=(7, 7), **tsn_options):
         super().__init__(backbone, num_class, num_segments, **tsn_options)
         if rbrf_kinds not in (2, 5):
             raise ValueError(f"STTNet: rbrf_kinds must be 2 or 5 (got {rbrf_kinds})")
         if not 0 < rbrc_ratio <= 1:
             raise ValueError(f"STTNet: rbrc_ratio must be in (0, 1] (got {rbrc_ratio})")
+        if rbrc_query not in ("reversed", "clean"):
+            raise ValueError(f"STTNet: rbrc_query must be 'reversed' or 'clean' (got {rbrc_query!r})")
         if lambda_rbrf < 0 or lambda_rbrc < 0:
             raise ValueError(f"STTNet: loss weights must be >= 0 (got {lambda_rbrf}, {lambda_rbrc})")
         c = self.feature_dim
@@ -38,15 +40,17 @@ class STTNet(TSN):
         self.rbrf_head = RBRFHead(c, rbrf_kinds, rbrf_hidden, rbrf_grid) if rbrf else None
         self.rbrc_head = RBRCHead(c, rbrc_hidden) if rbrc else None
         self.lambda_rbrf, self.lambda_rbrc = lambda_rbrf, lambda_rbrc
-        self.rbrf_kinds, self.rbrc_ratio = rbrf_kinds, rbrc_ratio
+        self.rbrf_kinds, self.rbrc_ratio, self.rbrc_query = rbrf_kinds, rbrc_ratio, rbrc_query
 
     def process_maps(self, maps):
         """Self-supervision (training only), then the aggregator; see the module docstring."""
         losses, metrics = {}, {}
         x_rbrc = x_rbrf = maps
         if self.training and self.rbrc_head is not None:
-            x_rbrc, labels, _ = rbrc_transform(maps, self.rbrc_ratio)
-            self._pretext(self.rbrc_head(x_rbrc), labels, "rbrc", self.lambda_rbrc, losses, metrics)
+            reversed_maps, labels, _ = rbrc_transform(maps, self.rbrc_ratio)
+            self._pretext(self.rbrc_head(reversed_maps), labels, "rbrc", self.lambda_rbrc, losses, metrics)
+            if self.rbrc_query == "reversed":
+                x_rbrc = reversed_maps
         if self.training and self.rbrf_head is not None:
             x_rbrf, code = rbrf_transform(maps)
             self._pretext(self.rbrf_head(x_rbrf), rbrf_labels(code, self.rbrf_kinds), "rbrf",
@@ -69,5 +73,5 @@ def sttnet(cfg):
     tsn_options = tsn_kwargs(cfg)
     side = math.ceil(tsn_options["crop_size"] / 32)
     options = ("aggregator", "rbrf", "rbrc", "lambda_rbrf", "lambda_rbrc", "rbrf_kinds", "rbrf_grid", "rbrf_hidden",
-               "rbrc_ratio", "rbrc_hidden", "scsa_dim", "scsa_heads", "scsa_gamma", "scsa_norm", "scsa_ffn")
+               "rbrc_ratio", "rbrc_hidden", "rbrc_query", "scsa_dim", "scsa_heads", "scsa_gamma", "scsa_norm", "scsa_ffn")
     return STTNet(build_backbone(cfg), **tsn_options, spatial_size=(side, side), **{k: cfg[k] for k in options})

@@ -6,6 +6,8 @@
 #   aggregator_rbrf      + aggregator + RBRF spatial pretext    (--no_rbrc)
 #   aggregator_rbrc      + aggregator + RBRC temporal pretext   (--no_rbrf)
 #   sttnet               aggregator + RBRF + RBRC (the full model, default weights 0.01 / 0.1)
+#   sttnet_clean_query   the full model, its aggregator's query path fed the clean maps in training
+#                        (--rbrc_query clean; not in the default list)
 #
 # Budget (identical for every model and seed; the CPU budget of docs/results.md, about 2 minutes
 # of CPU per run): TinyNet from scratch, SEGMENTS (4) segments, 64 px centre views of the 72x72
@@ -48,6 +50,7 @@ flags_of() {
         aggregator_rbrf) echo "--model sttnet --no_rbrc" ;;
         aggregator_rbrc) echo "--model sttnet --no_rbrf" ;;
         sttnet) echo "--model sttnet" ;;
+        sttnet_clean_query) echo "--model sttnet --rbrc_query clean" ;;
         *) echo "unknown model '$1' in MODELS" >&2; exit 2 ;;
     esac
 }

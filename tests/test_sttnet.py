@@ -88,6 +88,21 @@ def test_training_feeds_the_transformed_maps_to_the_aggregator():
     assert not torch.equal(x_rbrf, maps)
 
 
+def test_clean_query_keeps_the_reversed_maps_for_the_rbrc_head_only():
+    model = build(rbrc_ratio=1.0, rbrc_query="clean").train()
+    seen, head_inputs = [], []
+    model.aggregator.register_forward_hook(lambda m, args, out: seen.append(args))
+    model.rbrc_head.register_forward_hook(lambda m, args, out: head_inputs.append(args[0]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model(clips(8, 3))
+    maps, x_rbrc, x_rbrf = seen[0]
+    assert torch.equal(x_rbrc, maps) and not torch.equal(x_rbrf, maps)
+    assert not torch.equal(head_inputs[0], maps)   # the pretext still sees reversed clips
+    with pytest.raises(ValueError, match="rbrc_query"):
+        build(rbrc_query="forward")
+
+
 def test_one_training_step_trains_every_new_parameter():
     model = build().train()
     parts = new_parts(model)
