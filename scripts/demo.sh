@@ -3,8 +3,8 @@
 #   1. generate the synthetic benchmark v3 (tools/synthetic.py, 72x72 frames) into data/synthetic
 #      (kept if present; a folder of another benchmark version is refused: delete it)
 #   2. train a small STTNet from scratch (TinyNet backbone, 4 segments, the SCSA aggregator with
-#      both self-supervised heads, 64 px centre views + label-aware flips, 40 epochs: about 4
-#      minutes of CPU) with progress bars, TensorBoard events and a text log
+#      both self-supervised heads, 64 px centre views + label-aware flips, 40 epochs of Adam with a
+#      3-epoch warm-up: about 4 minutes of CPU) with progress bars, TensorBoard events and a text log
 #      (MODEL=tsn CONSENSUS=TRN trains the TSN + TRN demo instead)
 #   3. test the best checkpoint with test_models.py (per-class accuracy, confusion matrix picture),
 #      then on the same views played backwards to measure its use of frame order
@@ -39,7 +39,7 @@ echo "== 2/3 training $RUN on the CPU"
 # shellcheck disable=SC2086
 "$PYTHON" main.py synthetic RGB --root_path data/synthetic --model "$MODEL" $MODEL_FLAGS --arch "$ARCH" \
   --num_segments "$SEGMENTS" --consensus_type "$CONSENSUS" --crop_size "$CROP" --scale_size $((CROP * 9 / 8)) --npb \
-  --optimizer adam --lr 2e-3 --wd 1e-4 --lr_type cos --epochs "$EPOCHS" --batch-size 16 --dropout 0.2 \
+  --optimizer adam --lr 2e-3 --wd 1e-4 --warmup_epochs 3 --lr_type cos --epochs "$EPOCHS" --batch-size 16 --dropout 0.2 \
   -j "$WORKERS" --suffix "$SUFFIX" --root_log log --root_model checkpoint
 
 echo "== 3/3 testing the best checkpoint on the test list (2 clips x 3 crops)"
