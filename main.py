@@ -21,7 +21,7 @@ from opts import MODEL_OPTIONS, build_train_parser, check_args, default_partial_
 from ops import checkpoint as ckpt
 from ops.checkpoint_formats import load_weights
 from ops import distributed as du
-from ops.data import build_dataset, build_loader, preflight
+from ops.data import build_dataset, build_loader, preflight, train_aug_of
 from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, check_torchcodec, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.engine import LRSchedule, RunLog, train_one_epoch, validate
@@ -181,10 +181,13 @@ def main(argv=None):
         config["partial_bn"] = started.get("partial_bn") if state else default_partial_bn(args)
     config.update(tune_from=started.get("tune_from") or "", trainable=started.get("trainable"),
                   fc_lr5=started.get("fc_lr5", bool(started.get("tune_from"))) if state else False)
-    log.save_json("args.json", ckpt.plain(config))
 
     seed_everything(args.seed)
     model = build_model(config)
+    # the training crop as resolved (flag, else the dataset's, else the model family's), so
+    # args.json and the checkpoint say what was trained with
+    config["train_aug"] = train_aug_of(config, model.input_spec, dataset_cfg)
+    log.save_json("args.json", ckpt.plain(config))
     # Same initial weights on every rank, then per-rank streams for dropout and model-side
     # augmentation (RBRF/RBRC draws) so the ranks do not repeat each other's random choices.
     torch.manual_seed(args.seed + dist.rank)

@@ -73,6 +73,7 @@ def test_training_loss_falls_and_beats_chance(data, tmp_path):
     assert re.search(r"iter \d+/\d+ .* run eta \d+:\d\d:\d\d", log)
     recorded = json.loads((folder / "args.json").read_text())  # what the figures depend on (README)
     assert recorded["num_threads"] == torch.get_num_threads() and recorded["torch_version"] == torch.__version__
+    assert recorded["train_aug"] == "multiscale"  # resolved: a 2D model's published crop, not the flag's None
     ckpts = run_dir(tmp_path, "ckpt", 3)
     assert (ckpts / "ckpt.pth").is_file() and (ckpts / "ckpt.best.pth").is_file()
     state = torch.load(ckpts / "ckpt.pth", weights_only=True)
