@@ -20,10 +20,16 @@ EPOCHS=${EPOCHS:-30}
 BLOCKS=${BLOCKS:-"avg MLP TRN TRNmultiscale RNN_TANH RNN_RELU LSTM GRU BLSTM FCN FCN3D"}
 # The budget, overridable as a whole (docs/results.md records what each table used).
 ARCH=${ARCH:-resnet18}
+SEGMENTS=${SEGMENTS:-8}
+CROP=${CROP:-64}
+SCALE=${SCALE:-72}
+FEATURE_DIM=${FEATURE_DIM:-256}
+DROPOUT=${DROPOUT:-0.5}
 BATCH=${BATCH:-8}
 OPTIM=${OPTIM:-"--optimizer sgd --lr 0.01 --momentum 0.9 --wd 5e-4"}
 EXTRA=${EXTRA:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+WORKERS=${WORKERS:-2}
 
 if [ ! -f "$DATA/train_rawframes.txt" ]; then
     "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class 40 10 10 --size 80 106 --seed 0 --formats rawframes
@@ -31,12 +37,13 @@ fi
 for seed in $SEEDS; do
     for block in $BLOCKS; do
         dir="$OUT/seed$seed/$block"
-        "$PYTHON" main.py synthetic RGB --root_path "$DATA" --model tsn --arch "$ARCH" --num_segments 8 --consensus_type "$block" \
-            --img_feature_dim 256 --dropout 0.5 --crop_size 64 --scale_size 72 --no_partialbn -b "$BATCH" $OPTIM $EXTRA \
-            --lr_type cos --epochs "$EPOCHS" --seed "$seed" -j 2 --no_progress \
+        "$PYTHON" main.py synthetic RGB --root_path "$DATA" --model tsn --arch "$ARCH" --num_segments "$SEGMENTS" \
+            --consensus_type "$block" --img_feature_dim "$FEATURE_DIM" --dropout "$DROPOUT" --crop_size "$CROP" \
+            --scale_size "$SCALE" --no_partialbn -b "$BATCH" $OPTIM $EXTRA \
+            --lr_type cos --epochs "$EPOCHS" --seed "$seed" -j "$WORKERS" --no_progress \
             --root_model "$dir/ckpt" --root_log "$dir/log"
         for view in test test_reversed; do   # test_reversed: the same views played backwards
-            "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j 2 \
+            "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --softmax -j "$WORKERS" \
                 --no_progress --save_dir "$dir/$view" $([ "$view" = test ] || echo --reverse_time)
         done
     done
