@@ -9,7 +9,12 @@
 # `avg` (TSN) cannot tell a video from its time reversal: it should sit near 4/12 + 8/12 x 1/2 =
 # 67% at best; a block that uses frame order can go beyond that.
 # Results: <OUT>/results.csv (test top-1 per seed, mean, std) and <OUT>/summary.md.
-# Runtime: meant for one GPU; on a CPU set EPOCHS and SEEDS lower. Usage: bash scripts/synthetic_stmodeling_blocks.sh
+# Runtime: meant for one GPU. The CPU budget of docs/results.md (benchmark v3; the STTNet ablation's
+# budget, so that `avg` is its TSN row; about 4-5 minutes of CPU per run):
+#   DATA=data/synthetic_v3 ARCH=tinynet SEGMENTS=4 FEATURE_DIM=128 DROPOUT=0.2 BATCH=16 EPOCHS=40 \
+#   OPTIM="--optimizer adam --lr 2e-3 --wd 1e-4 --warmup_epochs 3" EXTRA="--gd 20" OMP_NUM_THREADS=1 WORKERS=1 \
+#   bash scripts/synthetic_stmodeling_blocks.sh
+# Usage: bash scripts/synthetic_stmodeling_blocks.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}

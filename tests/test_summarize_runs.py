@@ -146,3 +146,13 @@ def test_baseline_comparison_is_paired_by_seed_and_names_the_benchmark(tmp_path)
     assert 0 < p < 0.1  # unpaired, the spread of the seeds would hide the same gain
     with pytest.raises(ValueError, match="baseline"):
         summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0"], baseline="avg")
+
+
+def test_one_seed_or_constant_differences_print_a_dash_not_nan(tmp_path):
+    for seed, (a, b) in enumerate([(20.0, 25.0), (30.0, 35.0)]):
+        make_run(tmp_path, seed, "tsn", a)
+        make_run(tmp_path, seed, "sttnet", b)
+    one = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0"], baseline="tsn").splitlines()[-1]
+    assert one == "| sttnet | +5.0 ± – | +5.0 | – | – |"
+    same = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1"], baseline="tsn").splitlines()[-1]
+    assert same == "| sttnet | +5.0 ± 0.0 | +5.0 / +5.0 | – | – |"

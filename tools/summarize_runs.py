@@ -97,6 +97,11 @@ def benchmark_line(root):
             f"{per_class} videos per class, seed {info['seed']}")
 
 
+def number(value, spec):
+    """A figure for the table, or a dash where it is undefined (one seed, or identical differences)."""
+    return "–" if np.isnan(value) else format(value, spec)
+
+
 def paired(top1, baseline):
     """Per-seed differences of each name from the baseline: (name, diffs, mean, std, t, p) rows."""
     rows = []
@@ -145,8 +150,8 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
         text += (f"\n| {label} | top-1 gain over {baseline}, same seed (mean ± std) | per seed | paired t | p |\n"
                  "| --- | --- | --- | ---: | ---: |\n")
         for name, diffs, mean, std, t, p in paired(all_top1, baseline):
-            text += (f"| {name} | {mean:+.1f} ± {std:.1f} | {' / '.join(f'{d:+.1f}' for d in diffs)} "
-                     f"| {t:.2f} | {p:.3f} |\n")
+            text += (f"| {name} | {mean:+.1f} ± {number(std, '.1f')} | {' / '.join(f'{d:+.1f}' for d in diffs)} "
+                     f"| {number(t, '.2f')} | {number(p, '.3f')} |\n")
     if data is not None:
         text = benchmark_line(data) + "\n\n" + text
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
