@@ -156,3 +156,11 @@ def test_one_seed_or_constant_differences_print_a_dash_not_nan(tmp_path):
     assert one == "| sttnet | +5.0 ± – | +5.0 | – | – |"
     same = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1"], baseline="tsn").splitlines()[-1]
     assert same == "| sttnet | +5.0 ± 0.0 | +5.0 / +5.0 | – | – |"
+
+
+def test_a_tiny_p_value_prints_as_a_bound(tmp_path):
+    for seed, (a, b) in enumerate([(20.0, 45.0), (30.0, 55.5), (25.0, 50.2)]):
+        make_run(tmp_path, seed, "tsn", a)
+        make_run(tmp_path, seed, "sttnet", b)
+    row = summarize_runs.summarize(str(tmp_path), ["tsn", "sttnet"], ["0", "1", "2"], baseline="tsn").splitlines()[-1]
+    assert row.endswith("| < 0.001 |")

@@ -151,7 +151,7 @@ def summarize(out, names, seeds, label="model", pretext=(), pairs=False, reversa
                  "| --- | --- | --- | ---: | ---: |\n")
         for name, diffs, mean, std, t, p in paired(all_top1, baseline):
             text += (f"| {name} | {mean:+.1f} ± {number(std, '.1f')} | {' / '.join(f'{d:+.1f}' for d in diffs)} "
-                     f"| {number(t, '.2f')} | {number(p, '.3f')} |\n")
+                     f"| {number(t, '.2f')} | {'< 0.001' if p < 0.001 else number(p, '.3f')} |\n")
     if data is not None:
         text = benchmark_line(data) + "\n\n" + text
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
