@@ -48,6 +48,9 @@ def add_data_args(parser):
     g.add_argument("--no_scaled_decode", action="store_true",
                    help="decode JPEG frames at full size even when the pipeline first scales them to half "
                         "or less (default: decode at 1/2, 1/4 or 1/8 scale in the DCT domain, faster)")
+    g.add_argument("--no_roi_decode", action="store_true",
+                   help="decode JPEG frames whole, then crop (default: decode only the window the training "
+                        "or centre crop keeps, ops/jpeg_roi.py: the same pixels, less CPU)")
     g.add_argument("--list_order", default=None, choices=["path_frames_label", "path_label_frames"],
                    help="field order of the list files (default: the dataset's)")
     g.add_argument("--image_tmpl", default=None, help="frame file name template, e.g. img_{:05d}.jpg")

@@ -80,7 +80,7 @@ def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, te
         default_transform(cfg, spec, dataset_cfg, mode, test_crops, full_res)
     min_side = None if cfg["no_scaled_decode"] else getattr(transform, "min_side", None)
     reader = make_reader(dataset_cfg.data_format, dataset_cfg.image_tmpl, cfg["decoder"], cfg["jpeg_decoder"],
-                         min_side, cfg["decode_device"])
+                         min_side, cfg["decode_device"], roi=not cfg["no_roi_decode"])
     return VideoDataset(video_list, reader, sampler, transform, seed=cfg["seed"], on_bad_sample=cfg["on_bad_sample"])
 
 

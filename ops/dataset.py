@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ops import jpeg_roi
 from ops.dataset_configs import LIST_ORDERS
 from opts import JPEG_DECODER, VIDEO_DECODER
 
@@ -229,9 +230,12 @@ class RawFrameReader:
     that are decoded at a reduced scale in the DCT domain (simplejpeg: M/8 <= 1/2; PIL: 1/2, 1/4,
     1/8), keeping both sides >= min_side, and the transform's resize does the last step
     (docs/benchmarks.md gives the speed and the pixel difference).
+    roi: with the simplejpeg decoder, read(..., crop) decodes only the window the transform cuts
+    first (ops/jpeg_roi.py: the same pixels, about a third less CPU for TSN's crops); off, or
+    when ops/jpeg_roi.c cannot be built here, frames are decoded whole.
     """
 
-    def __init__(self, image_tmpl="img_{:05d}.jpg", decoder=JPEG_DECODER, min_side=None, device="cpu"):
+    def __init__(self, image_tmpl="img_{:05d}.jpg", decoder=JPEG_DECODER, min_side=None, device="cpu", roi=True):
         if decoder not in JPEG_DECODERS:
             raise ValueError(f"decoder must be one of {sorted(JPEG_DECODERS)}, got '{decoder}'")
         if not image_tmpl.lower().endswith((".jpg", ".jpeg")):
@@ -245,13 +249,14 @@ class RawFrameReader:
             _check_torchcodec_package()
         self.image_tmpl, self.decoder, self.device = image_tmpl, decoder, device
         self.min_side = min_side if decoder in SCALED_JPEG_DECODERS else None
+        self.roi = bool(roi) and decoder == "simplejpeg" and device == "cpu" and jpeg_roi.available()
         self._decode = JPEG_DECODERS[decoder]
         self._name_re = re.compile(self._template_regex(image_tmpl))
 
     def __repr__(self):
         device = f", device='{self.device}'" if self.device != "cpu" else ""
         return (f"RawFrameReader(image_tmpl='{self.image_tmpl}', decoder='{self.decoder}', "
-                f"min_side={self.min_side}{device})")
+                f"min_side={self.min_side}, roi={self.roi}{device})")
 
     @staticmethod
     def _template_regex(tmpl):
@@ -289,13 +294,21 @@ class RawFrameReader:
                 raise BadSampleError(path, index, f"{os.path.basename(frame_file)}: {problem}")
         return data
 
-    def read(self, path, indices):
+    def read(self, path, indices, crop=None):
+        """uint8 [T, H, W, 3]. crop: None, or crop(height, width) -> (y, x, h, w) or None, called
+        once with the size the frames decode to; with ROI decoding, only that window of each frame
+        is decoded and returned (equal to the whole frames sliced)."""
         unique, inverse = _unique(indices)
         if self.device != "cpu":
             return self._read_on_device(path, unique, inverse)
+        if crop is not None and self.roi:
+            return self._read_window(path, unique, inverse, crop)
+        return self._read_whole(path, unique, inverse)
+
+    def _read_whole(self, path, unique, inverse, first=None):
         out = None
         for slot, index in enumerate(unique.tolist()):
-            data = self.read_bytes(path, index)
+            data = first if slot == 0 and first is not None else self.read_bytes(path, index)
             try:
                 frame = self._decode(data, self.min_side, None if out is None else out[slot])
             except (RuntimeError, OSError, ValueError) as e:
@@ -308,6 +321,30 @@ class RawFrameReader:
                                      f"{int(unique[0])}'s {out.shape[1:3]}")
             if not np.may_share_memory(frame, out):
                 out[slot] = frame
+        return _gather(out, inverse)
+
+    def _read_window(self, path, unique, inverse, crop):
+        """The frames' window crop(height, width), each frame decoded in that window only."""
+        first = int(unique[0])
+        data = self.read_bytes(path, first)
+        try:
+            size = jpeg_roi.decoded_size(data, self.min_side)
+        except jpeg_roi.RoiDecodeError as e:
+            raise BadSampleError(path, first, f"cannot decode {self.image_tmpl.format(first + 1)}: {e}") from None
+        window = crop(*size)
+        if window is None:
+            return self._read_whole(path, unique, inverse, first=data)
+        out = np.empty((len(unique), window[2], window[3], 3), np.uint8)
+        for slot, index in enumerate(unique.tolist()):
+            if slot:
+                data = self.read_bytes(path, index)
+            try:
+                jpeg_roi.decode_window(data, size, window, self.min_side, out[slot])
+            except jpeg_roi.RoiDecodeError as e:
+                raise BadSampleError(path, index, f"cannot decode {self.image_tmpl.format(index + 1)}: "
+                                     f"{_first_line(e)}") from None
+            except jpeg_roi.FrameSizeError as e:
+                raise BadSampleError(path, index, f"frame size {e.size} differs from frame {first}'s {size}") from None
         return _gather(out, inverse)
 
     def _read_on_device(self, path, unique, inverse):
@@ -687,12 +724,12 @@ READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecR
 
 
 def make_reader(data_format, image_tmpl="img_{:05d}.jpg", decoder=VIDEO_DECODER, jpeg_decoder=JPEG_DECODER,
-                min_side=None, device="cpu"):
-    """The reader for a data format: RawFrameReader(image_tmpl, jpeg_decoder, min_side, device) or the
+                min_side=None, device="cpu", roi=True):
+    """The reader for a data format: RawFrameReader(image_tmpl, jpeg_decoder, min_side, device, roi) or the
     named video decoder. device 'cuda' decodes on the GPU (nvJPEG, NVDEC) through torchcodec; the
     frames then stay there and the transforms run there."""
     if data_format == "rawframes":
-        return RawFrameReader(image_tmpl, jpeg_decoder, min_side, device)
+        return RawFrameReader(image_tmpl, jpeg_decoder, min_side, device, roi)
     if data_format != "video":
         raise ValueError(f"data_format must be 'rawframes' or 'video', got '{data_format}'")
     if decoder not in READERS:
@@ -744,7 +781,8 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def load(self, index, rng):
-        """Sampled frames [C, T, H, W, 3] and the label of item `index`."""
+        """Sampled frames [C, T, H, W, 3], the label of item `index` and the transform's Cut when the
+        reader decoded only its window (one clip, a reader with ROI decoding), else None."""
         vl = self.video_list
         path, num_frames = vl.path(index), int(vl.num_frames[index])
         if num_frames < 0:
@@ -752,14 +790,24 @@ class VideoDataset(torch.utils.data.Dataset):
             if num_frames < 1:
                 raise BadSampleError(path, None, "no frames")
         indices = self.sampler(num_frames, rng)
-        frames = self.reader.read(path, indices.reshape(-1))
-        return frames.reshape(indices.shape + frames.shape[1:]), int(vl.labels[index])
+        crop_window = getattr(self.transform, "crop_window", None)
+        if indices.shape[0] == 1 and crop_window is not None and getattr(self.reader, "roi", False):
+            cuts = []
+
+            def crop(height, width):
+                cuts.append(crop_window(height, width, rng))
+                return None if cuts[0] is None else cuts[0][1:]
+            frames = self.reader.read(path, indices.reshape(-1), crop)
+            cut = cuts[0] if cuts else None
+        else:
+            frames, cut = self.reader.read(path, indices.reshape(-1)), None
+        return frames.reshape(indices.shape + frames.shape[1:]), int(vl.labels[index]), cut
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         rng = np.random.default_rng([self.seed, epoch, index])
         try:
-            frames, label = self.load(index, rng)
+            frames, label, cut = self.load(index, rng)
         except BadSampleError as e:
             where = self.video_list.where(index)
             if self.on_bad_sample == "skip":
@@ -768,7 +816,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.transform is None:
             frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
             return frames.contiguous(), label, index
-        frames, label = self.transform(frames, label, rng)
+        if cut is None:
+            frames, label = self.transform(frames, label, rng)
+        else:   # the frames are the window the transform cuts first
+            frames, label = self.transform(frames, label, rng, cut)
         return frames, label, index
 
 

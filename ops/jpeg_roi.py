@@ -41,7 +41,7 @@ class FrameSizeError(Exception):
 def build(compiler="cc"):
     """Compile jpeg_roi.c into LIBRARY (atomically: parallel workers may race); raises
     RuntimeError with the compiler's first error line."""
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(LIBRARY))
+    fd, tmp = tempfile.mkstemp(prefix="_jpeg_roi.", suffix=".tmp", dir=os.path.dirname(LIBRARY))
     os.close(fd)
     try:
         done = subprocess.run([compiler, "-O2", "-shared", "-fPIC", SOURCE, "-o", tmp, "-ljpeg"],
@@ -49,6 +49,7 @@ def build(compiler="cc"):
         if done.returncode:
             first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
             raise RuntimeError(f"{compiler} failed: {first}")
+        os.chmod(tmp, 0o755)
         os.replace(tmp, LIBRARY)
     except OSError as e:
         raise RuntimeError(f"cannot run {compiler}: {e}") from None

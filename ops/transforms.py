@@ -11,6 +11,7 @@ on PyTorch's uint8 channels-last path), so workers never convert to float. ``Dev
 turns the uint8 batch into the model's float layout on the accelerator.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -80,10 +81,10 @@ def _crop_each_clip(frames, window, size, rng):
     return _cut(frames, windows, _pair(size))
 
 
-def _check_fits(name, frames, height, width):
-    if frames.shape[2] < height or frames.shape[3] < width:
+def _check_fits(name, frame_h, frame_w, height, width):
+    if frame_h < height or frame_w < width:
         raise ValueError(f"{name} needs frames of at least {height}x{width} (HxW), got "
-                         f"{frames.shape[2]}x{frames.shape[3]}: scale them first (GroupScale)")
+                         f"{frame_h}x{frame_w}: scale them first (GroupScale)")
 
 
 class GroupMultiScaleCrop:
@@ -99,6 +100,7 @@ class GroupMultiScaleCrop:
 
     def __init__(self, size, scales=(1, .875, .75, .66), max_distort=1, fix_crop=True, more_fix_crop=True):
         self.size = size
+        self.resize = size
         self.scales = tuple(scales)
         self.max_distort = max_distort
         self.fix_crop = fix_crop
@@ -151,6 +153,7 @@ class GroupRandomResizedCrop:
 
     def __init__(self, size, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts=10):
         self.size = size
+        self.resize = size
         self.area = tuple(area)
         self.ratio = tuple(ratio)
         self.attempts = attempts
@@ -191,15 +194,18 @@ class GroupRandomCrop:
 
     def __init__(self, size):
         self.size = size
+        self.resize = None
+
+    def window(self, height, width, rng):
+        """One random (y, x, h, w) window."""
+        h, w = _pair(self.size)
+        _check_fits(repr(self), height, width, h, w)
+        return int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1)), h, w
 
     def __call__(self, frames, label, rng):
         frames = as_frames(frames)
-        h, w = _pair(self.size)
-        _check_fits(repr(self), frames, h, w)
         height, width = frames.shape[2:4]
-        windows = [[(int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1)), h, w)]
-                   for _ in range(frames.shape[0])]
-        return _cut(frames, windows), label
+        return _cut(frames, [[self.window(height, width, rng)] for _ in range(frames.shape[0])]), label
 
     def __repr__(self):
         return f"GroupRandomCrop(size={self.size})"
@@ -291,13 +297,17 @@ class GroupCenterCrop:
 
     def __init__(self, size):
         self.size = size
+        self.resize = None
+
+    def window(self, height, width, rng=None):
+        """The centre (y, x, h, w) window."""
+        h, w = _pair(self.size)
+        _check_fits(repr(self), height, width, h, w)
+        return int(round((height - h) / 2)), int(round((width - w) / 2)), h, w
 
     def __call__(self, frames, label, rng=None):
         frames = as_frames(frames)
-        h, w = _pair(self.size)
-        _check_fits(repr(self), frames, h, w)
-        y = int(round((frames.shape[2] - h) / 2))
-        x = int(round((frames.shape[3] - w) / 2))
+        y, x, h, w = self.window(*frames.shape[2:4])
         return frames[:, :, y:y + h, x:x + w], label
 
     def __repr__(self):
@@ -359,7 +369,7 @@ class GroupTenCrop:
     def __call__(self, frames, label, rng=None):
         frames = as_frames(frames)
         h, w = _pair(self.size)
-        _check_fits(repr(self), frames, h, w)
+        _check_fits(repr(self), *frames.shape[2:4], h, w)
         crops = _cut(frames, [self.windows(*frames.shape[2:4])] * frames.shape[0])
         if not self.flip:
             return crops, label
@@ -371,8 +381,28 @@ class GroupTenCrop:
         return f"GroupTenCrop(size={self.size}, flip={self.flip})"
 
 
+class Cut(NamedTuple):
+    """The window (y, x, h, w) that step `step` of a Compose cuts first, drawn before decoding so a
+    reader can decode that window alone (Compose.crop_window)."""
+    step: int
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+# The steps that cut one window per clip, drawn by step.window(height, width, rng), resized to
+# step.resize when that is not None.
+WINDOW_CROPS = (GroupMultiScaleCrop, GroupRandomResizedCrop, GroupRandomCrop, GroupCenterCrop)
+
+
 class Compose:
-    """Run steps in order: (frames [C, T, H, W, 3] numpy/torch uint8, label, rng) -> (uint8 [V, T, h, w, 3], label)."""
+    """Run steps in order: (frames [C, T, H, W, 3] numpy/torch uint8, label, rng) -> (uint8 [V, T, h, w, 3], label).
+
+    A reader that can decode a window alone (RawFrameReader with ROI decoding) asks crop_window
+    for the single clip's window before decoding, then passes the Cut back: __call__ draws
+    nothing twice and gives the same result as on the whole frames.
+    """
 
     def __init__(self, steps):
         self.steps = list(steps)
@@ -384,9 +414,28 @@ class Compose:
         first = self.steps[0] if self.steps else None
         return first.size if isinstance(first, GroupScale) and isinstance(first.size, int) else None
 
-    def __call__(self, frames, label, rng):
+    def crop_window(self, height, width, rng):
+        """The Cut that running the pipeline on one clip of height x width frames would make first,
+        drawn from rng as running it would draw it; None when the first step that changes such
+        frames is not a WINDOW_CROPS step (GroupScale to the size they have changes nothing)."""
+        for index, step in enumerate(self.steps):
+            if isinstance(step, WINDOW_CROPS):
+                return Cut(index, *step.window(height, width, rng))
+            if not (isinstance(step, GroupScale) and step.output_size(height, width) == (height, width)):
+                return None
+        return None
+
+    def __call__(self, frames, label, rng, cut=None):
+        """cut: the Cut of crop_window when the frames are that window already (decoded alone):
+        the steps up to it are done but for its resize."""
         frames = as_frames(frames)
-        for step in self.steps:
+        steps = self.steps
+        if cut is not None:
+            resize = steps[cut.step].resize
+            if resize is not None:
+                frames = _cut(frames, [[(0, 0, cut.h, cut.w)]] * frames.shape[0], _pair(resize))
+            steps = steps[cut.step + 1:]
+        for step in steps:
             frames, label = step(frames, label, rng)
         return frames.contiguous(), label
 

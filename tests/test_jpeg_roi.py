@@ -103,3 +103,115 @@ def test_errors():
         whole(bytes(corrupt))
     with pytest.raises(jpeg_roi.RoiDecodeError, match="JPEG"):
         jpeg_roi.decoded_size(b"\xff\xd8 not a jpeg")
+
+
+# ---- the reader and the dataset: a window decoded alone gives the items of whole frames ----------
+
+from ops.dataset import BadSampleError, RawFrameReader, VideoDataset, VideoList   # noqa: E402
+from ops.sampling import TSNSampler   # noqa: E402
+from ops.transforms import Compose, GroupScale, GroupThreeCrop, build_transform   # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three folders of 6 textured 4:2:0 frames of 64x80, and their list."""
+    root = tmp_path_factory.mktemp("roi")
+    for v in range(3):
+        folder = root / f"v{v}"
+        folder.mkdir()
+        for t in range(6):
+            (folder / f"img_{t + 1:05d}.jpg").write_bytes(encode(textured(64, 80, 10 * v + t)))
+    (root / "list.txt").write_text("".join(f"v{v} 6 {v}\n" for v in range(3)))
+    return root
+
+
+PIPELINES = {
+    "multiscale": (build_transform("train", 48, 64), None),
+    "rrc": (build_transform("train", 48, 64, train_aug="rrc"), None),
+    "scale_crop, scaled decode": (build_transform("train", 28, 32, train_aug="scale_crop"), 32),
+    "center crop after a no-op scale": (build_transform("train", 56, 64, train_aug="center"), None),
+    "val, scaled decode": (build_transform("val", 28, 32), 32),
+    "test 1 crop": (build_transform("test", 48, 64), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_dataset_items_equal_whole_frame_decoding(videos, name, monkeypatch):
+    transform, min_side = PIPELINES[name]
+    calls = []
+    decode_window = jpeg_roi.decode_window
+    monkeypatch.setattr(jpeg_roi, "decode_window", lambda *a, **k: calls.append(a[2]) or decode_window(*a, **k))
+
+    def dataset(roi):
+        reader = RawFrameReader(min_side=min_side, roi=roi)
+        assert reader.roi == roi and f"roi={roi}" in repr(reader)
+        return VideoDataset(VideoList(str(videos / "list.txt"), str(videos)), reader,
+                            TSNSampler(3, mode="train"), transform, seed=4)
+
+    whole, roi = dataset(False), dataset(True)
+    for epoch in range(3):
+        for i in range(3):
+            a, b = whole[(epoch, i)], roi[(epoch, i)]
+            np.testing.assert_array_equal(a[0].numpy(), b[0].numpy(), err_msg=f"{name}, epoch {epoch}, item {i}")
+            assert a[1:] == b[1:]
+    assert len(calls) == 3 * 3 * 3 and all(w != (0, 0, 64, 80) for w in calls)   # windows, decoded alone
+
+
+def test_whole_frames_when_the_first_step_is_no_single_crop(videos, monkeypatch):
+    monkeypatch.setattr(jpeg_roi, "decode_window", None)   # any call fails
+    reader = RawFrameReader()
+    for transform, clips in [(build_transform("test", 48, 64, test_crops=3), 1),   # three crops
+                             (build_transform("val", 48, 56), 1),                  # a real rescale
+                             (build_transform("train", 48, 64), 2)]:               # two clips, two windows
+        ds = VideoDataset(VideoList(str(videos / "list.txt"), str(videos)), reader,
+                          TSNSampler(3, mode="test", num_clips=clips), transform)
+        assert ds[0][0].shape[0] == clips * (3 if isinstance(transform.steps[1], GroupThreeCrop) else 1)
+
+
+def test_crop_window_draws_what_the_pipeline_draws():
+    frames = np.stack([textured(64, 80, t) for t in range(2)])[None]
+    pipeline = build_transform("train", 48, 64)
+    cut = pipeline.crop_window(64, 80, np.random.default_rng(7))
+    assert cut.step == 0
+    window = frames[:, :, cut.y:cut.y + cut.h, cut.x:cut.x + cut.w]
+    a = pipeline(frames, 1, np.random.default_rng(7))[0]
+    rng = np.random.default_rng(7)
+    b = pipeline(window, 1, rng, pipeline.crop_window(64, 80, rng))[0]
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert Compose([GroupScale(32)]).crop_window(64, 80, rng) is None
+    assert build_transform("val", 48, 64).crop_window(64, 80, rng) == (1, 8, 16, 48, 48)
+    assert build_transform("val", 48, 56).crop_window(64, 80, rng) is None   # GroupScale resizes first
+
+
+def test_bad_frames_in_the_window_path(tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t in range(4):
+        (folder / f"img_{t + 1:05d}.jpg").write_bytes(encode(textured(64, 80 if t != 2 else 88, t)))
+    (folder / "img_00004.jpg").write_bytes(b"")
+    reader, crop = RawFrameReader(), lambda height, width: (4, 4, 16, 16)
+    assert reader.read(str(folder), [0, 1], crop).shape == (2, 16, 16, 3)
+    with pytest.raises(BadSampleError, match=r"frame 2 .*frame size \(64, 88\) differs from frame 0's \(64, 80\)"):
+        reader.read(str(folder), [0, 2], crop)
+    with pytest.raises(BadSampleError, match=r"frame 3 .*img_00004.jpg: empty file"):
+        reader.read(str(folder), [0, 3], crop)
+    (folder / "img_00002.jpg").write_bytes(b"\xff\xd8" + bytes(100) + b"\xff\xd9")
+    with pytest.raises(BadSampleError, match=r"frame 1 .*cannot decode img_00002.jpg"):
+        reader.read(str(folder), [1], crop)
+    with pytest.raises(BadSampleError, match=r"frame 1 .*cannot decode img_00002.jpg"):
+        reader.read(str(folder), [0, 1], crop)
+
+
+def test_roi_only_with_simplejpeg_on_the_cpu():
+    assert RawFrameReader().roi is True
+    assert RawFrameReader(decoder="pil").roi is False and RawFrameReader(roi=False).roi is False
+    assert RawFrameReader("img_{:05d}.png").roi is False
+
+
+def test_unbuildable_library_falls_back_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(jpeg_roi, "_library", None)
+    monkeypatch.setattr(jpeg_roi, "LIBRARY", "/nonexistent/dir/_jpeg_roi.so")
+    with caplog.at_level("WARNING"):
+        assert not jpeg_roi.available() and not jpeg_roi.available()
+        assert RawFrameReader().roi is False
+    assert len(caplog.records) == 1 and "decoded whole" in caplog.records[0].getMessage()

@@ -3,7 +3,9 @@ pipeline, on generated frames and videos or on a dataset of your own (--root/--l
 
 Rows, each a sampler + reader + transform run through VideoDataset and a DataLoader:
   rawframes  floor <decoder>       TSN sampler (train) + RawFrameReader with that JPEG decoder, nothing else
-             ours train / test     the default reader + build_transform("train"/"test", crop, scale)
+             ours train / test     the default reader + build_transform("train"/"test", crop, scale); the
+                                   reader decodes only the crop's window (ops/jpeg_roi.py), except in the
+                                   'whole frames' rows
              classic TSN train     TSM's published train pipeline re-implemented: PIL open + convert per
                                    frame, per-frame PIL crop + bilinear resize + flip, Stack into H x W x 3T,
                                    ToTorchFormatTensor (float / 255), per-channel mean/std normalisation
@@ -160,6 +162,8 @@ def rawframe_rows(args):
         rows.append((f"floor {name}", RawFrameReader(tmpl, name), train, decode_only))
     rows += [
         ("ours train", RawFrameReader(tmpl), train, build_transform("train", args.crop_size, args.scale_size)),
+        ("ours train, whole frames (--no_roi_decode)", RawFrameReader(tmpl, roi=False), train,
+         build_transform("train", args.crop_size, args.scale_size)),
         ("ours test (1 crop)", RawFrameReader(tmpl), TSNSampler(args.segments, mode="test"),
          build_transform("test", args.crop_size, args.scale_size)),
         ("classic TSN train", PILFrameReader(tmpl), train, ClassicTSNTransform(args.crop_size)),
@@ -169,6 +173,8 @@ def rawframe_rows(args):
         ("small: floor scaled decode", RawFrameReader(tmpl, min_side=args.small_scale), train, decode_only),
         ("small: before (torchvision, full size)", RawFrameReader(tmpl, "torchvision"), train, small),
         ("small: ours (scaled decode)", RawFrameReader(tmpl, min_side=small.min_side), train, small),
+        ("small: ours, whole frames (--no_roi_decode)", RawFrameReader(tmpl, min_side=small.min_side, roi=False),
+         train, small),
     ]
     return rows
 
@@ -251,6 +257,10 @@ def ratios(results):
                 out[f"rawframes: {ref} / ours train (speed-up)"] = raw[ref] / raw["ours train"]
     if "classic TSN train" in raw and "TSM (real code)" in raw:
         out["rawframes: classic TSN train / TSM (real code)"] = raw["classic TSN train"] / raw["TSM (real code)"]
+    for whole, ours in (("ours train, whole frames (--no_roi_decode)", "ours train"),
+                        ("small: ours, whole frames (--no_roi_decode)", "small: ours (scaled decode)")):
+        if whole in raw and ours in raw:
+            out[f"rawframes: {whole} / {ours} (ROI decoding's speed-up)"] = raw[whole] / raw[ours]
     if "small: ours (scaled decode)" in raw:
         out["small: before / ours (speed-up)"] = (raw["small: before (torchvision, full size)"] /
                                                   raw["small: ours (scaled decode)"])
