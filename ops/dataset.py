@@ -334,7 +334,8 @@ class RawFrameReader:
         window = crop(*size)
         if window is None:
             return self._read_whole(path, unique, inverse, first=data)
-        out = np.empty((len(unique), window[2], window[3], 3), np.uint8)
+        y, x, h, w = window
+        out = np.empty((len(unique), h, size[1], 3), np.uint8)   # full rows: libjpeg writes in place
         for slot, index in enumerate(unique.tolist()):
             if slot:
                 data = self.read_bytes(path, index)
@@ -345,7 +346,7 @@ class RawFrameReader:
                                      f"{_first_line(e)}") from None
             except jpeg_roi.FrameSizeError as e:
                 raise BadSampleError(path, index, f"frame size {e.size} differs from frame {first}'s {size}") from None
-        return _gather(out, inverse)
+        return _gather(out[:, :, x:x + w], inverse)
 
     def _read_on_device(self, path, unique, inverse):
         """uint8 tensor [T, H, W, 3] on self.device: one batched nvJPEG call for the clip's frames."""

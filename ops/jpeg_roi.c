@@ -73,20 +73,22 @@ int jpeg_roi_size(const unsigned char *data, unsigned long size, int min_side, i
 }
 
 /* Decode the window (y, x, h, w) of a frame that must decode to height x width at min_side's scale,
- * as RGB into out (h rows of w * 3 bytes). Returns 0; -1 (libjpeg error), -2 (other size) or
- * -3 (window outside the frame), with `message` set. */
+ * as RGB into rows 0..h-1 of out, a [h, width, 3] buffer: the window's pixels land at their own
+ * columns x..x+w-1 (with a few decoded neighbours around them; the other columns are not written),
+ * so libjpeg writes the rows in place, several at a time. Returns 0; -1 (libjpeg error),
+ * -2 (other size) or -3 (window outside the frame), with `message` set. */
 int jpeg_roi_decode(const unsigned char *data, unsigned long size, int min_side, int height, int width,
                     int y, int x, int h, int w, unsigned char *out, char *message) {
     struct jpeg_decompress_struct cinfo;
     struct roi_error err;
-    unsigned char *volatile row = NULL;
+    JSAMPROW *volatile rows = NULL;
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = roi_fail;
     err.pub.emit_message = roi_message;
     err.message = message;
     jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump)) {
-        free(row);
+        free(rows);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -112,29 +114,29 @@ int jpeg_roi_decode(const unsigned char *data, unsigned long size, int min_side,
     if (left + span > cinfo.output_width)
         span = cinfo.output_width - left;
     jpeg_crop_scanline(&cinfo, &left, &span);
-    row = malloc((size_t)span * 3);
-    if (row == NULL) {
+    /* h row pointers into out, then one scratch row for the frame's last row. */
+    rows = malloc((size_t)h * sizeof(JSAMPROW) + (size_t)span * 3);
+    if (rows == NULL) {
         snprintf(message, JMSG_LENGTH_MAX, "out of memory");
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
+    for (int i = 0; i < h; i++)
+        rows[i] = out + ((size_t)i * width + left) * 3;
     if (y > 0)
         jpeg_skip_scanlines(&cinfo, (JDIMENSION)y);
-    for (int i = 0; i < h; i++) {
-        JSAMPROW rows[1] = {row};
-        jpeg_read_scanlines(&cinfo, rows, 1);
-        memcpy(out + (size_t)i * w * 3, row + (size_t)(x - (int)left) * 3, (size_t)w * 3);
-    }
+    while ((int)cinfo.output_scanline < y + h)
+        jpeg_read_scanlines(&cinfo, rows + (cinfo.output_scanline - y), (JDIMENSION)(y + h) - cinfo.output_scanline);
     /* As strict as a whole decode: entropy-decode the rest (skipping the IDCT of all but the last
      * row) and read up to the end-of-image marker, where corrupt data shows as extraneous bytes. */
     if (cinfo.output_scanline + 1 < cinfo.output_height)
         jpeg_skip_scanlines(&cinfo, cinfo.output_height - cinfo.output_scanline - 1);
     if (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW rows[1] = {row};
-        jpeg_read_scanlines(&cinfo, rows, 1);
+        JSAMPROW last[1] = {(JSAMPROW)(rows + h)};
+        jpeg_read_scanlines(&cinfo, last, 1);
     }
     jpeg_finish_decompress(&cinfo);
-    free(row);
+    free(rows);
     jpeg_destroy_decompress(&cinfo);
     return 0;
 }

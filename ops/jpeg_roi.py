@@ -96,22 +96,22 @@ def decoded_size(data, min_side=None):
 
 def decode_window(data, size, window, min_side=None, out=None):
     """uint8 [h, w, 3] RGB: the window (y, x, h, w) of a JPEG that decodes to size (height, width)
-    at min_side's scale, written into `out` (C-contiguous [h, w, 3]) when given. Equal to the whole
-    frame decoded (simplejpeg, same min_side) and sliced. RoiDecodeError when the frame is corrupt,
+    at min_side's scale, equal to the whole frame decoded (simplejpeg, same min_side) and sliced.
+    It is a view of columns x..x+w-1 of `out`, a C-contiguous uint8 [h, width, 3] (allocated when
+    None) whose rows libjpeg writes in place. RoiDecodeError when the frame is corrupt,
     FrameSizeError when it decodes to another size, ValueError for a window outside the frame."""
     y, x, h, w = (int(v) for v in window)
     if out is None:
-        out = np.empty((h, w, 3), np.uint8)
-    elif out.shape != (h, w, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
-        raise ValueError(f"out must be C-contiguous uint8 {(h, w, 3)}, got {out.dtype} {out.shape}")
+        out = np.empty((h, size[1], 3), np.uint8)
+    elif out.shape != (h, size[1], 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous uint8 {(h, size[1], 3)}, got {out.dtype} {out.shape}")
     message = ctypes.create_string_buffer(_MESSAGE_SIZE)
     code = load().jpeg_roi_decode(data, len(data), min_side or 0, size[0], size[1], y, x, h, w,
                                   out.ctypes.data, message)
-    text = message.value.decode(errors="replace")
     if code == -2:
-        raise FrameSizeError(tuple(int(v) for v in text.split("x")))
+        raise FrameSizeError(tuple(int(v) for v in message.value.split(b"x")))
     if code == -3:
-        raise ValueError(text)
+        raise ValueError(message.value.decode(errors="replace"))
     if code:
-        raise RoiDecodeError(text)
-    return out
+        raise RoiDecodeError(message.value.decode(errors="replace"))
+    return out[:, x:x + w]

@@ -79,12 +79,15 @@ def test_scaled_window_equals_scaled_decode_sliced(min_side):
         np.testing.assert_array_equal(got, full[y:y + h, x:x + w], err_msg=f"min_side {min_side} window {window}")
 
 
-def test_writes_into_out():
+def test_writes_into_out_in_place():
     data = encode(textured(64, 80, 4))
-    out = np.zeros((5, 3, 20, 30, 3), np.uint8)
+    out = np.zeros((5, 3, 20, 80, 3), np.uint8)
     got = jpeg_roi.decode_window(data, (64, 80), (10, 20, 20, 30), out=out[0, 1])
-    assert np.shares_memory(got, out)
-    np.testing.assert_array_equal(out[0, 1], whole(data)[10:30, 20:50])
+    assert got.shape == (20, 30, 3) and np.shares_memory(got, out)
+    np.testing.assert_array_equal(out[0, 1, :, 20:50], whole(data)[10:30, 20:50])
+    assert not out[0, 0].any() and not out[0, 2].any() and not out[1:].any()   # nothing written outside
+    with pytest.raises(ValueError, match="C-contiguous uint8"):
+        jpeg_roi.decode_window(data, (64, 80), (10, 20, 20, 30), out=out[0, 1, :, :30])
 
 
 def test_errors():
