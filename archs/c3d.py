@@ -5,6 +5,9 @@ STTS project's baseline (78,409,573 parameters with 101 classes). Two of the ref
 are fixed without changing the parameter count: every conv is followed by a ReLU (the reference
 has none after conv5b and some others), and the fc activations use ordinary Dropout (the
 reference's Dropout3d on a [B, 4096] tensor drops whole samples instead of units).
+From scratch the conv weights start as the reference starts them: kaiming-normal with
+`kaiming_normal_`'s defaults (fan_in, gain sqrt(2)); the conv biases and the three fully
+connected layers keep PyTorch's default initialisation, as there.
 """
 import torch.nn as nn
 
@@ -43,8 +46,7 @@ class C3D(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                nn.init.kaiming_normal_(m.weight)
 
     def forward_features(self, x):
         """[B, 3, T, H, W] -> [B, 512]: conv5b averaged over time and space."""

@@ -13,6 +13,11 @@ classes, includes every BatchNorm below):
 So each conv of a block is followed by two BatchNorms with a ReLU between them (BN -> ReLU -> BN):
 the block's BN re-normalises the rectified output, which keeps the residual branch able to add
 negative values. The ReLUs sit where the reference has them.
+
+From scratch (R(2+1)D, STTS, STTS-A alike) every conv weight is kaiming-normal with
+`kaiming_normal_`'s defaults, fan_in and gain sqrt(2), and every BatchNorm weight 1 and bias 0,
+as the STTS project initialises its three networks; the classifier and the attention gates' conv
+biases keep PyTorch's default initialisation, as there. No BatchNorm starts at 0.
 """
 import torch.nn as nn
 
@@ -96,7 +101,7 @@ class FactoredResNet18(nn.Module):
         self.fc = nn.Linear(512, num_class)
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight)
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

@@ -26,6 +26,15 @@ BatchNorm and a ReLU between them (`Conv2Plus1d`); they differ in everything els
   that size) and the model returns the logits, the softmax's input, as every model here does.
   PyTorchVideo's model zoo lists 28.11 M parameters.
 
+From scratch each starts as its zoo starts it (archs/resnet3d.msra_init: convs kaiming-normal
+fan_out, BatchNorms weight 1 and bias 0, fc normal std 0.01 and bias 0), with one difference:
+- r2plus1d_r34: MMAction2's ResNet3d.init_weights and I3DHead.init_weights. Its class default
+  zero_init_residual=True is turned off by the r2plus1d_r34 config (zero_init_residual=False),
+  so no BatchNorm starts at 0, and its recipe clips the gradient norm at 40 (--gd 40): without
+  the clip, a from-scratch run on tiny clips (8 x 32 x 32, batch 2) explodes in its first steps.
+- r2plus1d_r50: PyTorchVideo's init_net_weights (style "resnet"): the last BatchNorm of every
+  bottleneck (bn3, PyTorchVideo's `block_final_bn`) starts at weight 0.
+
 Parameter names follow torchvision's ResNet (conv1, bn1, layerI.J.convK / bnK / downsample.0-1,
 fc), a factored conv's parts being `spatial`, `norm`, `temporal`; ops/checkpoint_formats.py
 renames the MMAction2 and PyTorchVideo layouts onto them. Inputs: MMAction2 normalised with
@@ -35,7 +44,7 @@ short side is 256.
 import torch.nn as nn
 
 from archs.r2plus1d import mid_channels
-from archs.resnet3d import SLOWFAST_SPEC
+from archs.resnet3d import SLOWFAST_SPEC, msra_init
 from ops.model_api import IMAGENET_SPEC, clip_spec_from_cfg
 from ops.registry import MODELS
 
@@ -153,7 +162,7 @@ def r2plus1d_r34(num_class, dropout, input_spec):
         stages.append([BasicBlock2Plus1d(cin if j == 0 else planes, planes, stride if j == 0 else (1, 1), eps)
                        for j in range(n)])
         cin = planes
-    return R2Plus1dResNet(stem, stages, 512, num_class, dropout, input_spec)
+    return msra_init(R2Plus1dResNet(stem, stages, 512, num_class, dropout, input_spec))
 
 
 def r2plus1d_r50(num_class, dropout, input_spec):
@@ -167,7 +176,8 @@ def r2plus1d_r50(num_class, dropout, input_spec):
         stages.append([Bottleneck2Plus1d(cin if j == 0 else inner * 4, inner, inner * 4, stride if j == 0 else (1, 1))
                        for j in range(n)])
         cin = inner * 4
-    return R2Plus1dResNet(stem, stages, 2048, num_class, dropout, input_spec)
+    return msra_init(R2Plus1dResNet(stem, stages, 2048, num_class, dropout, input_spec),
+                     [block.bn3 for blocks in stages for block in blocks])
 
 
 # name -> (builder, normalisation)

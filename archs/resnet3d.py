@@ -8,6 +8,9 @@ ResNet-50 with each bottleneck's first 1x1 conv inflated to t x 1 x 1 where the 
   in res5, and a 2x1x1 max pool after res2 (PySlowFast I3D_8x8_R50, PyTorchVideo i3d_r50).
   MMAction2's i3d_r50 has the same weights but also strides its stem and first pool in time,
   so its 32-frame clips reach res3 as 4 frames; here 8-frame clips do.
+From scratch both are initialised as PySlowFast (`init_weights`, its two configs setting
+ZERO_INIT_FINAL_BN: True) and PyTorchVideo (`init_net_weights`) initialise them: `msra_init`
+below, with the last BatchNorm of every bottleneck (bn3) at weight 0.
 The parameter names follow torchvision's ResNet (conv1, bn1, layerI.J.convK/bnK/downsample, fc),
 which the checkpoint layouts of those projects are renamed to (ops/checkpoint_formats.py).
 Inputs are RGB in [0, 1] normalised with mean 0.45 and std 0.225, as in PySlowFast and
@@ -25,6 +28,25 @@ RECIPES = {
     "slowonly_r50": (1, ((1,) * 3, (1,) * 4, (3,) * 6, (3,) * 3), False),
     "i3d_r50": (5, ((3, 3, 3), (3, 1, 3, 1), (3, 1, 3, 1, 3, 1), (1, 3, 1)), True),
 }
+
+
+def msra_init(model, zero_gamma=()):
+    """The from-scratch initialisation of the ResNets of PySlowFast, PyTorchVideo and MMAction2:
+    every Conv3d kaiming-normal with fan_out and gain sqrt(2) (Caffe2's MSRAFill), every BatchNorm
+    weight 1 and bias 0, except the BatchNorms in `zero_gamma` at weight 0 (the last of each
+    residual branch where the recipe says so: every block then starts as the identity), and the
+    classifier `fc` normal with std 0.01 and bias 0. Returns `model`."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for bn in zero_gamma:
+        nn.init.zeros_(bn.weight)
+    nn.init.normal_(model.fc.weight, 0, 0.01)
+    nn.init.zeros_(model.fc.bias)
+    return model
 
 
 class Bottleneck3d(nn.Module):
@@ -74,6 +96,7 @@ class ResNet3d50(nn.Module):
             cin = planes * 4
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(2048, num_class)
+        msra_init(self, [m.bn3 for m in self.modules() if isinstance(m, Bottleneck3d)])
 
     def forward_features(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -9,6 +9,7 @@ STTS-A adds an attention gate after both branches of every conv of stages 3-5, s
 included (15 convs x 2 branches): the branch input, resized to the branch output's T x H x W,
 is weighted per position by a sigmoid gate computed from both, and fused with the output by a
 1x1x1 conv. The gates add 4,135,966 parameters (37,344,339 in all with 101 classes).
+Both start from scratch as the STTS project's R(2+1)D (archs/r2plus1d.py's FactoredResNet18).
 """
 import torch
 import torch.nn as nn

@@ -156,3 +156,66 @@ def test_r3d18_learns_direction_of_motion():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses
+
+
+def conv_std_ratios(model, fan):
+    """Empirical std of every Conv3d weight with >= 4096 entries over kaiming's sqrt(2 / fan)."""
+    ratios = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d) and m.weight.numel() >= 4096:
+            receptive = m.weight[0, 0].numel()
+            n = receptive * (m.out_channels if fan == "fan_out" else m.in_channels)
+            ratios.append(m.weight.std().item() / (2 / n) ** 0.5)
+    return ratios
+
+
+# Zero-initialised BatchNorms: PySlowFast (ZERO_INIT_FINAL_BN: True) and PyTorchVideo
+# (block_final_bn) zero each bottleneck's last BN; MMAction2's r2plus1d_r34 config turns its
+# zero_init_residual off.
+ZOO_FINAL_BN_AT_ZERO = {"r2plus1d_r34": False, "r2plus1d_r50": True, "i3d_r50": True}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_FINAL_BN_AT_ZERO))
+def test_zoo_resnets_start_as_their_zoos_initialise_them(name):
+    torch.manual_seed(0)
+    model = MODELS.create(name, default_config(arch=name, num_class=400))
+    ratios = conv_std_ratios(model, "fan_out")
+    assert len(ratios) > 30 and all(abs(r - 1) < 0.1 for r in ratios), ratios
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm3d)}
+    assert all((m.bias == 0).all() for m in bns.values())
+    at_zero = sorted(n for n, m in bns.items() if (m.weight == 0).all())
+    assert all((m.weight == 1).all() for n, m in bns.items() if n not in at_zero)
+    expected = sorted(n for n in bns if n.endswith(".bn3")) if ZOO_FINAL_BN_AT_ZERO[name] else []
+    assert at_zero == expected and (len(expected) == 16) == ZOO_FINAL_BN_AT_ZERO[name]
+    assert abs(model.fc.weight.std().item() / 0.01 - 1) < 0.05 and (model.fc.bias == 0).all()
+
+
+@pytest.mark.parametrize("name", ["c3d", "r2plus1d"])
+def test_stts_project_models_start_as_the_reference_initialises_them(name):
+    # the reference calls kaiming_normal_ with its defaults (fan_in) on the conv weights only
+    torch.manual_seed(0)
+    model = MODELS.create(name, default_config(arch=name, num_class=101))
+    ratios = conv_std_ratios(model, "fan_in")
+    assert len(ratios) > 7 and all(abs(r - 1) < 0.1 for r in ratios), ratios
+    for m in model.modules():
+        if isinstance(m, (nn.Conv3d, nn.Linear)) and m.bias is not None:   # PyTorch's default: U(+-1/sqrt(fan_in))
+            bound = m.weight[0].numel() ** -0.5
+            assert m.bias.abs().max() <= bound and m.bias.abs().max() > bound / 2
+        if isinstance(m, nn.BatchNorm3d):
+            assert (m.weight == 1).all() and (m.bias == 0).all()
+    assert model.fc.weight.abs().max() <= model.fc.in_features ** -0.5
+
+
+def test_zoo_r2plus1d_stays_finite_in_evaluation_after_a_training_step_from_scratch():
+    # On these clips res5 is 2 x 1 x 1 and its BatchNorms see 4 values: after one step from PyTorch's
+    # default init the evaluation logits are nan, from the published init without the zero BNs ~1e32.
+    torch.manual_seed(0)
+    model = MODELS.create("r2plus1d_r50", default_config(arch="r2plus1d_r50", num_class=3, dropout=0.0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x, labels = torch.randn(2, 3, 8, 32, 32), torch.tensor([0, 1])
+    loss = F.cross_entropy(model.train()(x), labels)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        logits = model.eval()(x)
+    assert torch.isfinite(logits).all() and logits.abs().max() < 10, logits
