@@ -10,6 +10,10 @@ encoding, so the task can be solved by copying. Here the future frames are encod
 encoder pass (not even BatchNorm statistics are shared with the context), never enter the
 transformer during pre-training, and the transformer is block-causal in time with temporal and
 spatial sinusoidal encodings, so the fine-tuned model sees the same attention pattern.
+
+From scratch every part starts as CPCTR (the published CPC-Trans) starts it: the encoder as
+torchvision's ResNet (convs kaiming-normal fan_out, BatchNorms 1/0; its reduced last stage too),
+the transformer, the ConvGRU, the predictor and the classifier by `orthogonal_init`.
 """
 import math
 
@@ -40,8 +44,26 @@ def resnet18_256():
     downsample = nn.Sequential(nn.Conv2d(256, 256, 1, stride=2, bias=False), nn.BatchNorm2d(256))
     net.layer4 = nn.Sequential(BasicBlock(256, 256, stride=2, downsample=downsample),
                                _BlockNoFinalReLU(256, 256))
+    for m in net.layer4.modules():  # built after ResNet's own init: give it that init (the reference's)
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                          net.layer1, net.layer2, net.layer3, net.layer4)
+
+
+def orthogonal_init(module):
+    """CPCTR's initialisation (DPC's) of the parts after the encoder: every weight matrix
+    orthogonal with gain 1, every bias 0; LayerNorm and BatchNorm weights stay 1. Where one
+    parameter here holds several of the reference's layers (the attention's q, k, v projections in
+    `in_proj_weight`, the ConvGRU's reset and update gates in `gates`), each part is filled on
+    its own, as the reference's separate layers are."""
+    for name, p in module.named_parameters():
+        if name.endswith("bias"):
+            nn.init.zeros_(p)
+        elif p.dim() >= 2:
+            parts = 3 if name.endswith("in_proj_weight") else 2 if name.endswith("gates.weight") else 1
+            for part in p.data.chunk(parts):
+                nn.init.orthogonal_(part)
 
 
 def sinusoid(positions, dim):
@@ -138,6 +160,8 @@ class CPCTransBase(nn.Module):
         self.encoder = resnet18_256()
         self.transformer = CellTransformer(self.feature_dim, depth, heads, ff_dim, attn_dropout)
         self.agg = ConvGRU(self.feature_dim, self.feature_dim)
+        orthogonal_init(self.transformer)
+        orthogonal_init(self.agg)
 
     def encode(self, frames):
         """frames [B, T, 3, H, W] -> z [B, T, 256, S, S] (no final ReLU)."""
@@ -174,6 +198,7 @@ class CPCTrans(CPCTransBase):
         self.pred_step = pred_step
         d = self.feature_dim
         self.predictor = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))
+        orthogonal_init(self.predictor)
 
     def predict(self, context_frames):
         """[B, N-P, 3, H, W] -> z_hat [B, P, 256, S, S], rolled out from the context alone."""
@@ -233,6 +258,7 @@ class CPCTransClassifier(CPCTransBase):
         self.bn = nn.BatchNorm1d(self.feature_dim)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.feature_dim, num_class)  # not `new_fc`: trained at the base lr, as in DPC
+        orthogonal_init(self.fc)
 
     def linear_probe_parameters(self):
         return [name for name, _ in self.named_parameters() if name.startswith(("bn.", "fc."))]

@@ -142,3 +142,32 @@ def test_pretrain_then_linear_probe_then_test_through_main(tmp_path, capsys):
             assert torch.equal(value, pre_state[name]), name
     stats = main.main(common + ["--model", "cpc_trans_ft", "--tune_from", str(probe), "--evaluate", "--suffix", "test"])
     assert stats["num_videos"] == 4 and 0 <= stats["top1"] <= 100
+
+
+def is_orthogonal(weight, parts=1):
+    """Each of `parts` row blocks of weight (flattened to a matrix) has orthonormal rows or columns."""
+    for part in weight.detach().flatten(1).chunk(parts):
+        gram = part @ part.T if part.shape[0] <= part.shape[1] else part.T @ part
+        if not torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-4):
+            return False
+    return True
+
+
+def test_starts_as_the_published_cpc_trans_initialises_it():
+    torch.manual_seed(0)
+    pre, ft = CPCTrans(num_seq=4, pred_step=2, **TINY), CPCTransClassifier(5, num_seq=4, **TINY)
+    # the encoder's reduced last stage is built after torchvision's init: kaiming fan_out like the rest
+    for conv in [m for m in pre.encoder[-1].modules() if isinstance(m, torch.nn.Conv2d)]:
+        fan_out = conv.out_channels * conv.weight[0, 0].numel()
+        assert abs(conv.weight.std().item() / (2 / fan_out) ** 0.5 - 1) < 0.1
+    # after the encoder: weights orthogonal (q, k, v and the two gates each on its own), biases 0
+    for name, p in list(pre.named_parameters()) + [("fc." + n, q) for n, q in ft.fc.named_parameters()]:
+        if name.startswith("encoder."):
+            continue
+        if name.endswith("bias"):
+            assert (p == 0).all(), name
+        elif p.dim() >= 2:
+            parts = 3 if name.endswith("in_proj_weight") else 2 if name.endswith("gates.weight") else 1
+            assert is_orthogonal(p, parts), name
+        else:
+            assert (p == 1).all(), name                       # LayerNorm weights
