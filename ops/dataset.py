@@ -231,7 +231,7 @@ class RawFrameReader:
     1/8), keeping both sides >= min_side, and the transform's resize does the last step
     (docs/benchmarks.md gives the speed and the pixel difference).
     roi: with the simplejpeg decoder, read(..., crop) decodes only the window the transform cuts
-    first (ops/jpeg_roi.py: the same pixels, about a third less CPU for TSN's crops); off, or
+    first (ops/jpeg_roi.py: the same pixels, 12-26% less decoding for TSN's crops); off, or
     when ops/jpeg_roi.c cannot be built here, frames are decoded whole.
     """
 
