@@ -9,7 +9,7 @@ padding of k // 2, so a 64 x 224 x 224 clip gives an 8 x 7 x 7 Mixed_5c map.
 import torch
 import torch.nn as nn
 
-from ops.model_api import clip_spec_from_cfg
+from ops.model_api import clip_input_spec, clip_spec_from_cfg
 from ops.registry import MODELS
 
 # Inception-style inputs in [-1, 1].

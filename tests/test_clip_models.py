@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archs.c3d import C3D
+from archs.i3d import I3D
 from archs.r2plus1d import FactoredConv, mid_channels
 from archs.stts import AttentionGate, STTSConv
 from ops.models import MODELS, build_model
@@ -84,6 +85,11 @@ def test_attention_gate_resizes_the_input_to_the_output():
     assert out.shape == (2, 6, 2, 5, 5)
     with pytest.raises(ValueError, match="even"):
         STTSConv(8, 7, 3, 3)
+
+
+def test_i3d_built_directly_takes_its_published_input_size():
+    spec = I3D(5).input_spec
+    assert (spec.crop_size, spec.scale_size, spec.mean) == (224, 256, (0.5, 0.5, 0.5))
 
 
 def test_c3d_has_a_relu_after_every_conv():
