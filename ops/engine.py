@@ -160,7 +160,7 @@ def forward_input(x, keep_views):
     if x.shape[1] != 1:
         raise ValueError(f"training takes one view per item, got {x.shape[1]} (a multi-view model "
                          "must be run with keep_views)")
-    return x[:, 0]
+    return x.select(1, 0)
 
 
 def compute_loss(out, labels):

@@ -36,6 +36,8 @@ class TSN(nn.Module):
         self.consensus = CONSENSUS.create(consensus, num_segments=self.out_segments, in_dim=self.feature_dim,
                                           num_class=num_class, img_feature_dim=img_feature_dim,
                                           **(consensus_opts or {}))
+        # read once: a missing attribute costs an AttributeError inside nn.Module at every step
+        self.consensus_takes_maps = getattr(self.consensus, "needs_maps", False)
         self.partial_bn = partial_bn
         for bn in self.frozen_bns():
             bn.requires_grad_(False)
@@ -80,7 +82,7 @@ class TSN(nn.Module):
 
     def forward(self, x):
         maps, extras = self.process_maps(self.extract_maps(x))
-        if getattr(self.consensus, "needs_maps", False):
+        if self.consensus_takes_maps:
             logits = self.consensus(maps)
         else:
             logits = self.consensus(self.dropout(maps.mean(dim=(-2, -1))))

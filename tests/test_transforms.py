@@ -442,6 +442,19 @@ def test_device_normalize_imagenet_numerics_and_layouts():
     assert view.stride()[2] == 1   # memory stays [..., h, w, 3]
 
 
+def test_device_normalize_one_pass_equals_convert_then_normalize():
+    """The fused subtraction (uint8 in, float32 out) gives exactly the values of converting first."""
+    frames = torch.randint(0, 256, (2, 1, 3, 5, 6, 3), dtype=torch.uint8)
+    for kw in (dict(), dict(layout="clip"), dict(layout="clip", channels_last=True), dict(bgr=True, value_scale=255)):
+        norm = DeviceNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), **kw)
+        x = frames.flip(-1) if norm.bgr else frames
+        x = x.permute(0, 1, 2, 5, 3, 4) if norm.layout == "frames" else x.permute(0, 1, 5, 2, 3, 4)
+        ref = (x.to(torch.float32) - norm.shift) * norm.inv_scale
+        out = norm(frames)
+        assert torch.equal(out, ref), kw
+        assert out.is_contiguous() != norm.channels_last, kw
+
+
 def test_device_normalize_bninception_bgr_0_255():
     frames = torch.zeros(1, 1, 2, 2, 2, 3, dtype=torch.uint8)
     frames[..., 0], frames[..., 1], frames[..., 2] = 10, 20, 30      # R, G, B
