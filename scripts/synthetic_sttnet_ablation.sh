@@ -76,5 +76,8 @@ for seed in $SEEDS; do
     done
 done
 
+# the gain over TSN, seed by seed, where TSN is among the models run
+baseline=$(case " $MODELS " in *" tsn "*) echo "--baseline tsn" ;; esac)
+# shellcheck disable=SC2086
 "$PYTHON" tools/summarize_runs.py "$OUT" --names $MODELS --seeds $SEEDS --pairs --reversal --pretext rbrf_acc rbrc_acc \
-    --baseline tsn --data "$DATA"
+    $baseline --data "$DATA"
