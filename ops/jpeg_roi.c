@@ -32,6 +32,16 @@ static void roi_message(j_common_ptr cinfo, int level) {
         roi_fail(cinfo);
 }
 
+/* A decompressor whose errors land in `message` and jump back to the caller's setjmp (which must be
+ * in the caller's own frame, so it is not here). */
+static void roi_create(j_decompress_ptr cinfo, struct roi_error *err, char *message) {
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = roi_fail;
+    err->pub.emit_message = roi_message;
+    err->message = message;
+    jpeg_create_decompress(cinfo);
+}
+
 /* The DCT-domain scale M/8 that simplejpeg picks for min_side: the smallest M/8 <= 1/2 keeping both
  * sides >= min_side, else 8/8 (full size); min_side 0 is full size. */
 static void roi_scale(j_decompress_ptr cinfo, int min_side) {
@@ -53,11 +63,7 @@ int jpeg_roi_size(const unsigned char *data, unsigned long size, int min_side, i
                   char *message) {
     struct jpeg_decompress_struct cinfo;
     struct roi_error err;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = roi_fail;
-    err.pub.emit_message = roi_message;
-    err.message = message;
-    jpeg_create_decompress(&cinfo);
+    roi_create(&cinfo, &err, message);
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
@@ -82,11 +88,7 @@ int jpeg_roi_decode(const unsigned char *data, unsigned long size, int min_side,
     struct jpeg_decompress_struct cinfo;
     struct roi_error err;
     JSAMPROW *volatile rows = NULL;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = roi_fail;
-    err.pub.emit_message = roi_message;
-    err.message = message;
-    jpeg_create_decompress(&cinfo);
+    roi_create(&cinfo, &err, message);
     if (setjmp(err.jump)) {
         free(rows);
         jpeg_destroy_decompress(&cinfo);
