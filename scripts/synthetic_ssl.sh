@@ -19,7 +19,9 @@
 # Runtime on a quiet 2-core CPU (OMP_NUM_THREADS=2): a CPC-Trans pre-training epoch takes ~8 s,
 # a VTDL one ~45 s (3 R3D-18 passes per clip), an R3D-18 fine-tuning epoch ~30 s; about half an
 # hour per seed with PRE_EPOCHS=16. Scale with PRE_EPOCHS, FT_EPOCHS, SEEDS, CROP,
-# VIDEOS_PER_CLASS. Usage: bash scripts/synthetic_ssl.sh
+# VIDEOS_PER_CLASS, SIZE (frame height and width). A seed whose last fine-tuning has finished is
+# not rerun, so seeds can run side by side (SEEDS=1 ...) and a final call with all of them only
+# summarises. Usage: bash scripts/synthetic_ssl.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -30,10 +32,11 @@ PRE_EPOCHS=${PRE_EPOCHS:-16}
 FT_EPOCHS=${FT_EPOCHS:-8}
 CROP=${CROP:-48}
 VIDEOS_PER_CLASS=${VIDEOS_PER_CLASS:-"12 4 4"}
+SIZE=${SIZE:-"64 80"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 if [ ! -f "$DATA/train_rawframes.txt" ]; then
-    "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class $VIDEOS_PER_CLASS --size 64 80 --seed 0
+    "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class $VIDEOS_PER_CLASS --size $SIZE --seed 0
 fi
 BASE=(synthetic RGB --root_path "$DATA" --crop_size "$CROP" -b 8 -j 1 --no_progress --print_freq 0)
 CPC=(--arch resnet18 --num_seq 5 --seq_stride 3 --cpc_layers 2 --cpc_heads 4 --cpc_ff_dim 512)
@@ -58,6 +61,10 @@ finetune() {  # finetune <name> [main.py options]: full fine-tune, test -> $dir/
 
 for seed in $SEEDS; do
     dir="$OUT/seed$seed"
+    if [ -f "$dir/ft_r3d_random/metrics.json" ]; then
+        echo "seed $seed: done already ($dir), not rerun"
+        continue
+    fi
     mkdir -p "$dir"
     # pre-training (same data, epochs and batch for both methods)
     "$PYTHON" main.py "${BASE[@]}" "${CPC[@]}" --ssl cpc_trans --pred_step 3 --optimizer adam --lr 1e-3 --wd 1e-5 \
