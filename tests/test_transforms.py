@@ -442,8 +442,9 @@ def test_device_normalize_imagenet_numerics_and_layouts():
     assert view.stride()[2] == 1   # memory stays [..., h, w, 3]
 
 
-def test_device_normalize_one_pass_equals_convert_then_normalize():
-    """The fused subtraction (uint8 in, float32 out) gives exactly the values of converting first."""
+def test_device_normalize_values_and_memory_layout():
+    """Exactly float32(x) - shift, then x inv_scale, in every layout (the values trained models saw),
+    contiguous in the output layout unless channels_last keeps the frames' memory."""
     frames = torch.randint(0, 256, (2, 1, 3, 5, 6, 3), dtype=torch.uint8)
     for kw in (dict(), dict(layout="clip"), dict(layout="clip", channels_last=True), dict(bgr=True, value_scale=255)):
         norm = DeviceNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), **kw)
