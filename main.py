@@ -29,7 +29,7 @@ from ops.evaluation import save_confusion_png
 from ops.model_api import declared
 from ops.models import build_model, model_name, names_whole_model
 from ops.policies import (build_param_groups, classifier_is_new, describe_groups, freeze_for_linear_probe,
-                          linear_probe_parameters)
+                          linear_probe_parameters, merge_equal_groups)
 from ops.transforms import DeviceNormalize
 
 
@@ -247,7 +247,7 @@ def main(argv=None):
         config["fc_lr5"] = classifier_is_new(report["missing"])
     groups = build_param_groups(model, args.lr, args.weight_decay, fc_lr5=config["fc_lr5"])
     log.text("=> parameter groups:\n" + describe_groups(groups), echo=False)
-    optimizer = make_optimizer(args, groups)
+    optimizer = make_optimizer(args, merge_equal_groups(groups))
     schedule = make_schedule(args, optimizer, 0 if args.evaluate else len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 

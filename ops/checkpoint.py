@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ops.policies import regroup_optimizer_state
+
 TEMP_MARK = ".tmp"
 
 
@@ -257,7 +259,9 @@ def resume(path_or_state, model, optimizer=None, scheduler=None, scaler=None):
     disabled) leaves the object as it is."""
     state = load_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
     unwrap(model).load_state_dict(state["model"])
-    for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
+    if optimizer is not None and state.get("optimizer"):
+        optimizer.load_state_dict(regroup_optimizer_state(state["optimizer"], optimizer))
+    for obj, key in ((scheduler, "scheduler"), (scaler, "scaler")):
         if obj is not None and state.get(key):
             obj.load_state_dict(state[key])
     if state.get("rng"):

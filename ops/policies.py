@@ -3,9 +3,10 @@
 Every parameter is filed exactly once, by the module that owns it directly:
   first conv weight 1/1, first conv bias 2/0, other weights 1/1, other biases 2/0,
   normalisation layers 1/0, the new classifier `new_fc` 5/1 (weight) and 10/0 (bias) with fc_lr5
-(fine-tuning onto a new dataset), else like any other layer. The group lists are the optimizer's
-param groups: `lr = base lr x lr_mult`, `weight_decay = wd x decay_mult`, and the scheduler scales
-each group from `lr_mult` (the reference codes computed such groups and then never applied them).
+(fine-tuning onto a new dataset), else like any other layer. Each group gets
+`lr = base lr x lr_mult`, `weight_decay = wd x decay_mult`, and the scheduler scales each group from
+`lr_mult` (the reference codes computed such groups and then never applied them). The optimizer
+takes them with the groups of equal multipliers merged (`merge_equal_groups`).
 
 A module type with parameters of its own that no rule below covers must declare
 `param_policy() -> {param_name: group}`, group being a name from GROUPS or a tuple
@@ -98,6 +99,44 @@ def classifier_is_new(missing):
     parameter (`missing`: the model's parameter names it lacked). TSN's x5 / x10 classifier
     groups (fc_lr5) are for that case only, not for a classifier loaded with the rest."""
     return any(name.split(".")[-2:-1] == ["new_fc"] for name in missing)
+
+
+def merge_equal_groups(groups):
+    """The optimizer's groups: the declared groups with equal multipliers merged, in first-seen
+    order (TSN's four become two: weights at 1/1, biases at 2/0). The update of each parameter is
+    the same; the optimizer pays its per-group work once per merged group instead of once per
+    name (docs/benchmarks.md). A merged group's `name` joins its members' names with "+"."""
+    merged = {}
+    for g in groups:
+        key = (g["lr_mult"], g["decay_mult"])
+        if key in merged:
+            merged[key]["params"] = merged[key]["params"] + list(g["params"])
+            merged[key]["name"] += "+" + g["name"]
+        else:
+            merged[key] = dict(g, params=list(g["params"]))
+    return list(merged.values())
+
+
+def regroup_optimizer_state(state, optimizer):
+    """An optimizer state_dict saved with the declared groups separate (checkpoints written before
+    `merge_equal_groups`) rearranged into `optimizer`'s merged groups, so such runs resume exactly;
+    a state already in the optimizer's layout is returned as it is. Each saved group's name must
+    be a member of exactly one of the optimizer's groups."""
+    saved = {g.get("name"): g for g in state["param_groups"]}
+    current = [g.get("name") for g in optimizer.param_groups]
+    if list(saved) == current:
+        return state
+    groups = []
+    for name in current:
+        members = (name or "").split("+")
+        if not all(m in saved for m in members):
+            raise ValueError(f"the checkpoint's optimizer groups {sorted(saved, key=str)} do not make up this run's "
+                             f"group {name!r}")
+        groups.append(dict(saved[members[0]], name=name,
+                           params=[i for m in members for i in saved[m]["params"]]))
+    if sum(len(g["params"]) for g in groups) != sum(len(g["params"]) for g in state["param_groups"]):
+        raise ValueError(f"the checkpoint's optimizer groups {sorted(saved, key=str)} are not this run's {current}")
+    return dict(state, param_groups=groups)
 
 
 def describe_groups(groups):

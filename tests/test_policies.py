@@ -1,11 +1,13 @@
 """Parameter groups: every parameter in exactly one group, with the multipliers of conventions.md,
 and the groups really drive the optimizer."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
 
 from ops.models import BACKBONES
-from ops.policies import build_param_groups
+from ops.policies import build_param_groups, merge_equal_groups, regroup_optimizer_state
 from ops.tsn import TSN
 
 LR, WD = 0.1, 1e-3
@@ -103,3 +105,74 @@ def test_optimizer_uses_groups_and_every_trainable_parameter_moves():
     opt.step()
     frozen = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert frozen == []
+
+
+def _steps(model, opt, steps, x_shape):
+    """The model's parameters after `steps` steps of `opt` on fixed data."""
+    torch.manual_seed(1)
+    x = torch.randn(x_shape)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).square().sum().backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _sgd(groups):
+    return torch.optim.SGD(groups, lr=LR, momentum=0.9, weight_decay=WD, foreach=False)
+
+
+def test_merged_groups_train_exactly_as_the_declared_groups():
+    torch.manual_seed(0)
+    model = TSN(BACKBONES.create("resnet18"), num_class=5, num_segments=2, crop_size=32, dropout=0)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    declared = build_param_groups(model, LR, WD, fc_lr5=True)
+    merged = merge_equal_groups(declared)
+    assert len(merged) < len(declared)
+    assert [g["name"] for g in merged] == ["first_conv_weight+normal_weight", "bn", "lr5_weight", "lr10_bias"]
+    owner, merged_owner = group_of(declared), group_of(merged)
+    assert owner.keys() == merged_owner.keys()
+    for pid, g in owner.items():
+        m = merged_owner[pid]
+        assert (m["lr"], m["weight_decay"], m["lr_mult"], m["decay_mult"]) == \
+            (g["lr"], g["weight_decay"], g["lr_mult"], g["decay_mult"]) and g["name"] in m["name"].split("+")
+    separate = _steps(model, _sgd(declared), 3, (2, 2, 3, 32, 32))
+    model.load_state_dict(start)
+    together = _steps(model, _sgd(merge_equal_groups(build_param_groups(model, LR, WD, fc_lr5=True))), 3,
+                      (2, 2, 3, 32, 32))
+    assert all(torch.equal(a, b) for a, b in zip(separate, together))
+
+
+def test_old_separate_group_optimizer_state_resumes_into_merged_groups():
+    """A checkpoint written with one optimizer group per declared name continues exactly in a run
+    whose optimizer merges them (here the merge reorders the parameters: first conv weight and
+    bias, other weights and biases -> weights, biases); a state that is neither layout is refused
+    with the names."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    shape = (4, 3, 12, 12)
+    declared = build_param_groups(model, LR, WD)
+    assert [g["name"] for g in declared] == ["first_conv_weight", "first_conv_bias", "normal_weight",
+                                             "normal_bias", "bn"]
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    old_opt = _sgd(declared)
+    _steps(model, old_opt, 2, shape)
+    saved = copy.deepcopy(old_opt.state_dict())
+    after_two = {k: v.clone() for k, v in model.state_dict().items()}
+    reference = _steps(model, old_opt, 1, shape)   # a third step in the old layout
+
+    model.load_state_dict(after_two)
+    new_opt = _sgd(merge_equal_groups(build_param_groups(model, LR, WD)))
+    assert [g["name"] for g in new_opt.param_groups] == ["first_conv_weight+normal_weight",
+                                                         "first_conv_bias+normal_bias", "bn"]
+    new_opt.load_state_dict(regroup_optimizer_state(saved, new_opt))
+    state = new_opt.state_dict()
+    assert regroup_optimizer_state(state, new_opt) is state
+    resumed = _steps(model, new_opt, 1, shape)
+    assert all(torch.equal(a, b) for a, b in zip(reference, resumed))
+
+    model.load_state_dict(start)
+    other = torch.optim.SGD([dict(params=list(model.parameters()), name="everything")], lr=LR)
+    with pytest.raises(ValueError, match="everything"):
+        regroup_optimizer_state(saved, other)

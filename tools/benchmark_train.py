@@ -34,7 +34,7 @@ from main import make_optimizer  # noqa: E402
 from ops.engine import LRSchedule, amp_dtype, train_one_epoch  # noqa: E402
 from ops.model_api import IMAGENET_SPEC  # noqa: E402
 from ops.models import build_model  # noqa: E402
-from ops.policies import build_param_groups  # noqa: E402
+from ops.policies import build_param_groups, merge_equal_groups  # noqa: E402
 from ops.transforms import DeviceNormalize  # noqa: E402
 from ops.tsn import TSN  # noqa: E402
 from opts import add_amp_arg, default_config  # noqa: E402
@@ -102,7 +102,7 @@ def main(argv=None):
     model = model.to(device, memory_format=fmt)
     normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
     recipe = argparse.Namespace(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
-    optimizer = make_optimizer(recipe, build_param_groups(model, recipe.lr, recipe.weight_decay))
+    optimizer = make_optimizer(recipe, merge_equal_groups(build_param_groups(model, recipe.lr, recipe.weight_decay)))
     schedule = LRSchedule(optimizer, 0.01, "step", 1, args.iters)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     frames = torch.randint(0, 256, (b, 1, k, s, s, 3), dtype=torch.uint8, device=device)
