@@ -540,7 +540,7 @@ class DeviceNormalize(torch.nn.Module):
             frames = frames.flip(-1)
         x = frames.permute(0, 1, 2, 5, 3, 4) if self.layout == "frames" else frames.permute(0, 1, 5, 2, 3, 4)
         # A converting copy into the output layout (unless channels_last keeps the frames' memory),
-        # then the subtraction and the scale in place. On the CPU this is 1.3-2x faster than one
+        # then the subtraction and the scale in place. On the CPU this is 1.2-2x faster than one
         # subtraction from the permuted uint8 view into float32 (that mixed-dtype strided read is not
         # vectorised; docs/benchmarks.md), with the same values.
         fmt = torch.preserve_format if self.channels_last else torch.contiguous_format
