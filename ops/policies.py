@@ -110,7 +110,7 @@ def merge_equal_groups(groups):
     for g in groups:
         key = (g["lr_mult"], g["decay_mult"])
         if key in merged:
-            merged[key]["params"] = merged[key]["params"] + list(g["params"])
+            merged[key]["params"].extend(g["params"])
             merged[key]["name"] += "+" + g["name"]
         else:
             merged[key] = dict(g, params=list(g["params"]))
