@@ -5,7 +5,7 @@
 # Budget (identical for every model and seed), the STTS recipe at a reduced size: 16-frame clips
 # at frame stride 2 (--clip_sampling consecutive, as measured in docs/results.md; the recipe: 32
 # frames, one per chunk of the video; both span the 24-48-frame videos, short ones loop), random 64x64 crops of frames scaled to 72 high (the recipe: 112 of 128) from
-# 80x106 videos + label-aware flips, from scratch, batch 16, Adam lr 1e-4, wd 5e-4, dropout 0.5,
+# 80x106 videos + label-aware flips, from scratch, batch 16, Adam lr 1e-4 (LR; WARMUP epochs of linear warm-up, none by default), wd 5e-4, dropout 0.5,
 # EPOCHS epochs with a cosine schedule (a fixed budget instead of the recipe's plateau rule),
 # model selection on the validation list, one test on the test list (10 clips x 1 centre crop,
 # softmax). Every model sees frame order, so each may pass the 67% order-agnostic ceiling.
@@ -25,6 +25,8 @@ CROP=${CROP:-64}
 SCALE=${SCALE:-72}
 WORKERS=${WORKERS:-4}
 TEST_CLIPS=${TEST_CLIPS:-10}
+LR=${LR:-1e-4}
+WARMUP=${WARMUP:-0}
 
 if [ ! -f "$DATA/train_rawframes.txt" ]; then
     "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class 40 10 10 --size 80 106 --seed 0 --formats rawframes
@@ -33,8 +35,8 @@ for seed in $SEEDS; do
     for model in $MODELS; do
         dir="$OUT/seed$seed/$model"
         "$PYTHON" main.py synthetic RGB --root_path "$DATA" --arch "$model" --clip_len 16 --clip_sampling consecutive --frame_stride 2 \
-            --crop_size "$CROP" --scale_size "$SCALE" --dropout 0.5 -b 16 --optimizer adam --lr 1e-4 --wd 5e-4 --lr_type cos \
-            --epochs "$EPOCHS" --seed "$seed" -j "$WORKERS" --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"
+            --crop_size "$CROP" --scale_size "$SCALE" --dropout 0.5 -b 16 --optimizer adam --lr "$LR" --wd 5e-4 --lr_type cos \
+            --warmup_epochs "$WARMUP" --epochs "$EPOCHS" --seed "$seed" -j "$WORKERS" --no_progress --root_model "$dir/ckpt" --root_log "$dir/log"
         for view in test test_reversed; do   # test_reversed: the same views played backwards
             "$PYTHON" test_models.py --weights "$(ls "$dir"/ckpt/*/ckpt.best.pth | head -1)" --num_clips "$TEST_CLIPS" \
                 --softmax -j "$WORKERS" --no_progress --save_dir "$dir/$view" $([ "$view" = test ] || echo --reverse_time)
