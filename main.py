@@ -95,22 +95,23 @@ def set_cuda_flags(tf32, deterministic):
 
 
 def make_optimizer(args, groups):
-    """The optimizer over `groups`, with its multi-tensor (foreach) kernels on CUDA and the per-tensor
-    loop on the CPU: torch's own choice, made once here rather than again for every group at every
-    step (its default, foreach=None). A checkpoint's groups bring their foreach along; this run's
-    device decides instead."""
-    foreach = all(p.is_cuda for g in groups for p in g["params"])
+    """The optimizer over `groups`, with torch's fused kernels (fused=True): one kernel per group
+    for every parameter at once, on the CPU and on CUDA, where the per-tensor loop (torch's CPU
+    choice) or the multi-tensor kernels (its CUDA choice) run several per group; and GradScaler
+    hands a fused optimizer the inf check on the device instead of reading it on the host every
+    step. A checkpoint's groups bring their own fused/foreach flags along; this run's are kept."""
+    kernels = dict(fused=True, foreach=None)
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                                    foreach=foreach)
+                                    **kernels)
     else:
         cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
-        optimizer = cls(groups, lr=args.lr, weight_decay=args.weight_decay, foreach=foreach)
+        optimizer = cls(groups, lr=args.lr, weight_decay=args.weight_decay, **kernels)
 
-    def keep_foreach(opt):
+    def keep_kernels(opt):
         for group in opt.param_groups:
-            group["foreach"] = foreach
-    optimizer.register_load_state_dict_post_hook(keep_foreach)
+            group.update(kernels)
+    optimizer.register_load_state_dict_post_hook(keep_kernels)
     return optimizer
 
 

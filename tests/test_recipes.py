@@ -339,16 +339,39 @@ def test_every_rank_validates_rank_0s_batchnorm_statistics(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
-def test_the_optimizer_picks_its_kernels_once_and_a_checkpoint_does_not_change_them(name):
-    """foreach is set from the parameters' device (per-tensor on the CPU), not left to torch to decide
-    at every step, and loading a state saved with torch's default (None) keeps this run's choice."""
+def test_the_optimizer_runs_fused_and_a_checkpoint_does_not_change_its_kernels(name):
+    """fused kernels on every device, and loading a state saved with other kernels (torch's
+    default, or the per-tensor loop of earlier versions) keeps this run's choice."""
     import argparse
 
     import torch
     args = argparse.Namespace(optimizer=name, lr=0.1, momentum=0.9, weight_decay=1e-4)
     optimizer = main.make_optimizer(args, [dict(params=[torch.nn.Parameter(torch.zeros(2))])])
-    assert [g["foreach"] for g in optimizer.param_groups] == [False]
+    assert [(g["fused"], g["foreach"]) for g in optimizer.param_groups] == [(True, None)]
     saved = optimizer.state_dict()
-    saved["param_groups"][0]["foreach"] = None
+    saved["param_groups"][0].update(fused=None, foreach=False)
     optimizer.load_state_dict(saved)
-    assert [g["foreach"] for g in optimizer.param_groups] == [False]
+    assert [(g["fused"], g["foreach"]) for g in optimizer.param_groups] == [(True, None)]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_a_scaled_step_does_not_read_the_device(name, monkeypatch):
+    """GradScaler (fp16) hands a fused optimizer its inf check as a device tensor; with any other
+    optimizer it reads found_inf on the host at every step (a sync on a GPU)."""
+    import argparse
+
+    import torch
+    args = argparse.Namespace(optimizer=name, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = main.make_optimizer(args, [dict(params=[weight])])
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t) or item(t))
+    for step in range(2):
+        scaler.scale((weight * torch.arange(3.0)).sum()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+    assert reads == []
+    assert not torch.equal(weight.detach(), torch.ones(3))  # the steps were taken, unscaled
