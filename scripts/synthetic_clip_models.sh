@@ -4,14 +4,20 @@
 #
 # Budget (identical for every model and seed), the STTS recipe at a reduced size: 16-frame clips
 # at frame stride 2 (--clip_sampling consecutive, as measured in docs/results.md; the recipe: 32
-# frames, one per chunk of the video; both span the 24-48-frame videos, short ones loop), random 64x64 crops of frames scaled to 72 high (the recipe: 112 of 128) from
-# 80x106 videos + label-aware flips, from scratch, batch 16, Adam lr 1e-4 (LR; WARMUP epochs of linear warm-up, none by default), wd 5e-4, dropout 0.5,
+# frames, one per chunk of the video; both span the 24-48-frame videos, short ones loop), random
+# 64x64 crops of frames scaled to 72 high (the recipe: 112 of 128) from 80x106 videos +
+# label-aware flips, from scratch, batch 16, Adam lr 1e-4 (LR; WARMUP epochs of linear warm-up,
+# none by default), wd 5e-4, dropout 0.5,
 # EPOCHS epochs with a cosine schedule (a fixed budget instead of the recipe's plateau rule),
 # model selection on the validation list, one test on the test list (10 clips x 1 centre crop,
 # softmax). Every model sees frame order, so each may pass the 67% order-agnostic ceiling.
 # Results: <OUT>/results.csv (test top-1 per seed, mean, std) and <OUT>/summary.md; parameters and
 # FLOPs at this input: python tools/model_info.py --arch <model> --clip_len 16 --crop_size 64.
-# Runtime: meant for one GPU. Usage: bash scripts/synthetic_clip_models.sh
+# Runtime: meant for one GPU. The CPU budget of docs/results.md (benchmark v3, one seed; 38-52
+# minutes of wall time per model with three to five such runs sharing two cores):
+#   DATA=data/synthetic_v3 EPOCHS=5 CROP=32 SCALE=36 WORKERS=1 TEST_CLIPS=1 LR=1e-3 WARMUP=1 SEEDS=0 \
+#   OMP_NUM_THREADS=1 bash scripts/synthetic_clip_models.sh
+# Usage: bash scripts/synthetic_clip_models.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
