@@ -368,10 +368,10 @@ def test_a_scaled_step_does_not_read_the_device(name, monkeypatch):
     reads = []
     item = torch.Tensor.item
     monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t) or item(t))
-    for step in range(2):
+    for _ in range(2):
         scaler.scale((weight * torch.arange(3.0)).sum()).backward()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad()
     assert reads == []
-    assert not torch.equal(weight.detach(), torch.ones(3))  # the steps were taken, unscaled
+    assert not torch.equal(weight.detach(), torch.ones(3))  # the steps were taken
