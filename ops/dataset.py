@@ -473,7 +473,27 @@ def _check_range(path, unique, total):
         raise BadSampleError(path, bad, f"outside the video's {total} frames")
 
 
-class DecordReader:
+class _DecoderReader:
+    """The decord and torchcodec readers: a decoder opened on a file knows its frame count, so one
+    open (which indexes the file) serves both the count and the frames of an item. Subclasses give
+    `_open(path)` and `_decode(path, decoder, indices)`."""
+
+    def num_frames(self, path):
+        return len(self._open(path))
+
+    def read(self, path, indices):
+        return self._decode(path, self._open(path), indices)
+
+    def read_sampled(self, path, sample):
+        """(frames, indices) with indices = sample(the video's frame count), from one open of the
+        file: a list without frame counts (gen_lists.py writes none for videos) would otherwise open
+        and index every video twice per item."""
+        decoder = self._open(path)
+        indices = sample(len(decoder))
+        return self._decode(path, decoder, indices.reshape(-1)), indices
+
+
+class DecordReader(_DecoderReader):
     """Videos decoded with decord (one thread per worker). decord's last release is from 2021; its
     known defects are caught: a cut-off file (it reads what is left; checked from the container's
     sizes), AVI files with B-frames (its seeks return wrong frames) and frame widths its colour
@@ -494,13 +514,9 @@ class DecordReader:
         except (decord.DECORDError, RuntimeError) as e:
             raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
 
-    def num_frames(self, path):
-        return len(self._open(path))
-
-    def read(self, path, indices):
+    def _decode(self, path, reader, indices):
         import decord
         unique, inverse = _unique(indices)
-        reader = self._open(path)
         _check_range(path, unique, len(reader))
         if avi_reorders_frames(path):
             return PyAVReader().read_in_order(path, unique, inverse)
@@ -646,7 +662,7 @@ class PyAVReader:
         return _stack(path, [frames[i] for i in unique.tolist()], inverse)
 
 
-class TorchCodecReader:
+class TorchCodecReader(_DecoderReader):
     """Videos decoded with torchcodec, PyTorch's maintained decoder (needs FFmpeg's shared
     libraries on the system: `make ffmpeg` installs them).
     Exact seek mode: one scan of the packets indexes every frame, then each needed frame is decoded
@@ -672,12 +688,8 @@ class TorchCodecReader:
         except (RuntimeError, ValueError) as e:
             raise BadSampleError(path, None, f"cannot open video: {_first_line(e)}") from None
 
-    def num_frames(self, path):
-        return len(self._open(path))
-
-    def read(self, path, indices):
+    def _decode(self, path, decoder, indices):
         unique, inverse = _unique(indices)
-        decoder = self._open(path)
         _check_range(path, unique, len(decoder))
         if avi_reorders_frames(path):
             frames = PyAVReader().read_in_order(path, unique, inverse)
@@ -786,11 +798,15 @@ class VideoDataset(torch.utils.data.Dataset):
         reader decoded only its window (one clip, a reader with ROI decoding), else None."""
         vl = self.video_list
         path, num_frames = vl.path(index), int(vl.num_frames[index])
-        if num_frames < 0:
-            num_frames = self.reader.num_frames(path)
-            if num_frames < 1:
+
+        def sample_counted(count):
+            if count < 1:
                 raise BadSampleError(path, None, "no frames")
-        indices = self.sampler(num_frames, rng)
+            return self.sampler(count, rng)
+        if num_frames < 0 and hasattr(self.reader, "read_sampled"):  # one open for the count and the frames
+            frames, indices = self.reader.read_sampled(path, sample_counted)
+            return frames.reshape(indices.shape + frames.shape[1:]), int(vl.labels[index]), None
+        indices = sample_counted(self.reader.num_frames(path)) if num_frames < 0 else self.sampler(num_frames, rng)
         crop_window = getattr(self.transform, "crop_window", None)
         if indices.shape[0] == 1 and crop_window is not None and getattr(self.reader, "roi", False):
             cuts = []

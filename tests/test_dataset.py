@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from ops.dataset import (JPEG_DECODERS, BadSampleError, DecordReader, PyAVReader, RawFrameReader, Skipped,
+from ops.dataset import (JPEG_DECODERS, READERS, BadSampleError, DecordReader, PyAVReader, RawFrameReader, Skipped,
                          VideoDataset, VideoList, collate_skip, make_reader, parse_list_line, skip_report)
 from ops.evaluation import gather_names
 from ops.sampling import TSNSampler
+from tests.decoders import VIDEO_DECODERS
 from tests.videogen import frame_indices_of, make_frames, truncate_file, write_frame_folder, write_video
 
 H, W = 32, 40  # decord 0.6 mis-converts some widths (16, 24, 48, 72); 40 is safe
 LENGTHS = {"a": 20, "b": 13, "c": 5}
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
-DECODERS = {"decord": DecordReader, "pyav": PyAVReader}
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +38,20 @@ def write_list(tmp_path, text, name="list.txt"):
 
 # ---- readers --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
 def test_rawframes_and_video_readers_return_the_same_frames(root, decoder):
     indices = np.array([0, 5, 5, 19, 3, 12])
     raw = RawFrameReader("img_{:05d}.jpg").read(str(root / "rawframes" / "a"), indices)
-    vid = DECODERS[decoder]().read(str(root / "videos" / "a.mp4"), indices)
+    vid = READERS[decoder]().read(str(root / "videos" / "a.mp4"), indices)
     assert raw.shape == vid.shape == (6, H, W, 3) and raw.dtype == vid.dtype == np.uint8
     assert frame_indices_of(raw) == frame_indices_of(vid) == indices.tolist()
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
 def test_num_frames(root, decoder):
     for name, n in LENGTHS.items():
         assert RawFrameReader().num_frames(str(root / "rawframes" / name)) == n
-        assert DECODERS[decoder]().num_frames(str(root / "videos" / f"{name}.mp4")) == n
+        assert READERS[decoder]().num_frames(str(root / "videos" / f"{name}.mp4")) == n
 
 
 def test_jpeg_decoders_give_identical_pixels(root):
@@ -145,7 +145,7 @@ def broken_videos(root, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
 @pytest.mark.parametrize("name,message", [
     ("truncated.mp4", "truncated file: .* bytes, its mp4 box .mdat. ends at byte"),
     ("empty.mp4", r"empty file \(0 bytes\)"),
@@ -155,25 +155,25 @@ def broken_videos(root, tmp_path_factory):
 def test_bad_videos(broken_videos, decoder, name, message):
     path = str(broken_videos / name)
     with pytest.raises(BadSampleError, match=message) as e:
-        DECODERS[decoder]().read(path, [0, 1])
+        READERS[decoder]().read(path, [0, 1])
     assert e.value.video == path and str(e.value).startswith(path)
     with pytest.raises(BadSampleError):
-        DECODERS[decoder]().num_frames(path)
+        READERS[decoder]().num_frames(path)
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
 def test_truncated_video_with_index_first(broken_videos, decoder):
     # the header survives, so decoders would open it; the container's sizes tell it is cut
     path = str(broken_videos / "faststart.mp4")
     with pytest.raises(BadSampleError, match="truncated file") as e:
-        DECODERS[decoder]().read(path, [0, 19])
+        READERS[decoder]().read(path, [0, 19])
     assert e.value.video == path
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
 def test_frame_past_the_end_is_an_error(root, decoder):
     with pytest.raises(BadSampleError, match="frame 25 .*outside the video's 20"):
-        DECODERS[decoder]().read(str(root / "videos" / "a.mp4"), [3, 25])
+        READERS[decoder]().read(str(root / "videos" / "a.mp4"), [3, 25])
 
 
 def test_bad_sample_error_pickles_and_rebuilds_from_message():
@@ -252,14 +252,20 @@ def test_item_format_and_frames_follow_sampler(root):
     assert frame_indices_of(short[0]) == [0, 1, 3, 4] and label == 2
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
-def test_video_list_without_counts_reader_counts(root, decoder):
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+def test_video_list_without_counts_reader_counts(root, decoder, monkeypatch):
     vl = VideoList(str(root / "videos.txt"), str(root), num_class=3)
     assert vl.num_frames.tolist() == [-1, -1, -1]
-    ds = VideoDataset(vl, DECODERS[decoder](), TSNSampler(2, mode="test", num_clips=2))
+    reader, opened = READERS[decoder](), []
+    real_open = reader._open
+    monkeypatch.setattr(reader, "_open", lambda path: opened.append(path) or real_open(path))
+    ds = VideoDataset(vl, reader, TSNSampler(2, mode="test", num_clips=2))
     frames, label, index = ds[1]
     assert frames.shape == (2, 2, H, W, 3) and (label, index) == (1, 1)
     assert [frame_indices_of(clip) for clip in frames] == TSNSampler(2, mode="test", num_clips=2)(13, None).tolist()
+    # decord and torchcodec index the file once for the count and the frames; PyAV counts the
+    # packets in a pass of its own
+    assert opened == [vl.path(1)] * (2 if decoder == "pyav" else 1)
 
 
 def test_determinism_seed_epoch_index(root):
