@@ -58,15 +58,41 @@ def run_name(args):
     return f"{name}_{args.suffix}" if args.suffix else name
 
 
-def resolve_dataset(args, parser):
-    """The dataset config with the command line's overrides; list files must exist."""
+def dataset_config(args, parser):
+    """The dataset config with the command line's overrides (no file is read)."""
     try:
-        dataset_cfg = get_dataset_config(args.dataset, root=args.root_path, split=args.split,
-                                         num_class=args.num_class, train_list=args.train_list,
-                                         val_list=args.val_list, data_format=args.data_format,
-                                         list_order=args.list_order, image_tmpl=args.image_tmpl)
+        return get_dataset_config(args.dataset, root=args.root_path, split=args.split, num_class=args.num_class,
+                                  train_list=args.train_list, val_list=args.val_list, data_format=args.data_format,
+                                  list_order=args.list_order, image_tmpl=args.image_tmpl)
     except ValueError as err:
         parser.error(str(err))
+
+
+def data_settings(dataset_cfg):
+    """The run configuration's data entries, as the dataset config resolves them."""
+    return dict(num_class=dataset_cfg.num_class, root_path=dataset_cfg.root, train_list=dataset_cfg.train_list,
+                val_list=dataset_cfg.val_list, data_format=dataset_cfg.data_format,
+                list_order=dataset_cfg.list_order, image_tmpl=dataset_cfg.image_tmpl)
+
+
+def print_config(args, parser):
+    """--print_config: the configuration this command trains with, as its args.json would record
+    it (the model's published defaults, the dataset's settings, partial BN and the training crop
+    resolved), without reading any data: the model is built without weights for its input spec."""
+    dataset_cfg = dataset_config(args, parser)
+    config = dict(vars(args), **data_settings(dataset_cfg), trains=model_name(vars(args)), store_name=run_name(args))
+    config.pop("local_rank")
+    if config["partial_bn"] is None:
+        config["partial_bn"] = default_partial_bn(args)
+    spec = build_model(dict(config, pretrain="none")).input_spec
+    config["train_aug"] = train_aug_of(config, spec, dataset_cfg)
+    print(json.dumps(config, indent=1, sort_keys=True))
+    return config
+
+
+def resolve_dataset(args, parser):
+    """The dataset config with the command line's overrides; list files must exist."""
+    dataset_cfg = dataset_config(args, parser)
     needed = [("val", dataset_cfg.val_list)] + ([] if args.evaluate else [("train", dataset_cfg.train_list)])
     for subset, path in needed:
         if not path or not os.path.isfile(path):
@@ -135,10 +161,7 @@ def main(argv=None):
     parser = one_line_errors(build_train_parser())
     args = check_args(parser.parse_args(argv), parser)
     if args.print_config:
-        resolved = dict(vars(args), trains=model_name(vars(args)), store_name=run_name(args))
-        resolved.pop("local_rank")
-        print(json.dumps(resolved, indent=1, sort_keys=True))
-        return resolved
+        return print_config(args, parser)
     dataset_cfg = resolve_dataset(args, parser)
     dist = du.init_distributed(args.local_rank, args.dist_backend)
     device = dist.device
@@ -159,10 +182,7 @@ def main(argv=None):
         # An evaluation is not part of the training run: its log, args and events go to a folder of
         # their own, named after the checkpoint, inside the run's log folder.
         log_dir = os.path.join(log_dir, "evaluate_" + os.path.basename(weights).removesuffix(".pth"))
-    config = dict(vars(args), num_class=dataset_cfg.num_class, store_name=store_name, root_path=dataset_cfg.root,
-                  train_list=dataset_cfg.train_list, val_list=dataset_cfg.val_list,
-                  data_format=dataset_cfg.data_format, list_order=dataset_cfg.list_order,
-                  image_tmpl=dataset_cfg.image_tmpl, world_size=dist.world_size,
+    config = dict(vars(args), **data_settings(dataset_cfg), store_name=store_name, world_size=dist.world_size,
                   num_threads=torch.get_num_threads(), torch_version=str(torch.__version__))
     config.pop("local_rank")
     if dist.is_main:  # pre-flight: an unwritable or full disk fails now, not after an epoch

@@ -248,7 +248,8 @@ def add_run_args(parser):
                    help="process-group backend (default: nccl on CUDA, gloo on CPU; gloo runs several processes "
                         "on one GPU, which NCCL refuses)")
     g.add_argument("--print_config", action="store_true",
-                   help="print the resolved configuration (every option, the model's defaults applied) and exit")
+                   help="print the resolved configuration (every option; the model's defaults, the dataset's "
+                        "settings and the training crop applied, as args.json records them) and exit")
     g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
                    default=int(os.environ.get("LOCAL_RANK", 0)),
                    help="set by torch.distributed.launch; torchrun uses $LOCAL_RANK")

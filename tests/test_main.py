@@ -74,6 +74,13 @@ def test_training_loss_falls_and_beats_chance(data, tmp_path):
     recorded = json.loads((folder / "args.json").read_text())  # what the figures depend on (README)
     assert recorded["num_threads"] == torch.get_num_threads() and recorded["torch_version"] == torch.__version__
     assert recorded["train_aug"] == "multiscale"  # resolved: a 2D model's published crop, not the flag's None
+    # --print_config shows what args.json records (all but the facts of the run itself), reading no data
+    printed = json.loads(json.dumps(main.main(base_args(root, lists, tmp_path, 3, "--optimizer", "adam", "--lr", "3e-4",
+                                                        "--dropout", "0", "-j", "0", "--print-freq", "4",
+                                                        "--print_config"))))
+    assert set(recorded) - set(printed) == {"world_size", "num_threads", "torch_version", "trainable", "fc_lr5"}
+    shared = set(recorded) & set(printed) - {"print_config"}
+    assert {k: printed[k] for k in shared} == {k: recorded[k] for k in shared}
     ckpts = run_dir(tmp_path, "ckpt", 3)
     assert (ckpts / "ckpt.pth").is_file() and (ckpts / "ckpt.best.pth").is_file()
     state = torch.load(ckpts / "ckpt.pth", weights_only=True)

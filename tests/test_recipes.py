@@ -276,9 +276,20 @@ def test_model_defaults_apply_only_where_the_user_is_silent(capsys):
     assert default_config(ssl="vtdl", arch="r3d18")["frame_stride"] == 4
     assert default_config(arch="r3d18")["frame_stride"] == 1
     assert default_config(model="cpc_trans_ft")["crop_size"] == 128
-    printed = main.main(["custom", "RGB", "--num_class", "3", "--arch", "stts", "--print_config"])
+    printed = main.main(["custom", "RGB", "--num_class", "3", "--train_list", "t.txt", "--val_list", "v.txt",
+                         "--arch", "stts", "--print_config"])   # the lists are not read
     assert printed["dropout"] == 0.0 and printed["clip_sampling"] == "chunks" and printed["trains"] == "stts"
     assert '"dropout": 0.0' in capsys.readouterr().out
+
+
+def test_print_config_resolves_the_dataset_and_the_training_crop_without_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("STTNET_DATA", str(tmp_path))   # a root with no data in it
+    published = main.main(["hmdb51", "RGB", "--arch", "resnet50", "--num_segments", "16", "--print_config"])
+    assert (published["num_class"], published["data_format"], published["train_aug"]) == (51, "rawframes", "multiscale")
+    assert published["train_list"] == str(tmp_path / "hmdb51" / "hmdb51_train_split_1_rawframes.txt")
+    assert main.main(["ucf101", "RGB", "--arch", "stts", "--print_config"])["train_aug"] == "scale_crop"
+    assert main.main(["synthetic", "RGB", "--print_config"])["train_aug"] == "center"   # the dataset's own
+    assert main.main(["synthetic", "RGB", "--train_aug", "rrc", "--print_config"])["train_aug"] == "rrc"
 
 
 def test_builders_read_the_configuration_without_fallbacks():
