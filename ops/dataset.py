@@ -590,40 +590,52 @@ class PyAVReader:
                 raise BadSampleError(path, None, f"cannot read packets: {_first_line(e)}") from None
 
     def read(self, path, indices):
+        with self._open(path) as container:
+            stream = container.streams.video[0]
+            return self._decode(path, container, stream, self._index(path, container, stream), indices)
+
+    def read_sampled(self, path, sample):
+        """(frames, indices) with indices = sample(the video's frame count): the pass over the
+        packets that indexes the file also counts its frames (a file without usable timestamps is
+        counted in a pass of its own, as by `num_frames`)."""
+        with self._open(path) as container:
+            stream = container.streams.video[0]
+            index = self._index(path, container, stream)
+            indices = sample(len(index[0]) if index is not None else self.num_frames(path))
+            return self._decode(path, container, stream, index, indices.reshape(-1)), indices
+
+    def _decode(self, path, container, stream, index, indices):
         import av
         unique, inverse = _unique(indices)
         if unique[0] < 0:
             raise BadSampleError(path, int(unique[0]), "negative frame index")
-        with self._open(path) as container:
-            stream = container.streams.video[0]
-            index = self._index(path, container, stream)
-            if index is None:
-                return self._decode_in_order(path, container, unique, inverse)
-            stamps, keys = index
-            _check_range(path, unique, len(stamps))
-            position = {int(s): i for i, s in enumerate(stamps)}
-            wanted = {int(stamps[i]) for i in unique.tolist()}
-            out, frames, at = None, None, -1
-            try:
-                for slot, target in enumerate(unique.tolist()):
-                    key = int(keys[np.searchsorted(keys, target, side="right") - 1])
-                    if frames is None or not key <= at < target:
-                        container.seek(int(stamps[key]), backward=True, any_frame=False, stream=stream)
-                        frames, at = self._decode_skipping(container, stream, wanted), -1
-                    for frame in frames:
-                        at = position.get(frame.pts, -1)
-                        if at >= target:
-                            break
-                    if at != target:
-                        raise BadSampleError(path, target, f"not decodable (decoding reached frame {at})")
-                    image = frame.to_ndarray(format="rgb24")
-                    if out is None:
-                        out = np.empty((len(unique),) + image.shape, np.uint8)
-                    elif image.shape != out.shape[1:]:
-                        raise BadSampleError(path, target, f"frame size {image.shape} differs from {out.shape[1:]}")
-                    out[slot] = image
-            except av.FFmpegError as e:
-                raise BadSampleError(path, target, f"cannot decode: {_first_line(e)}") from None
+        if index is None:
+            return self._decode_in_order(path, container, unique, inverse)
+        stamps, keys = index
+        _check_range(path, unique, len(stamps))
+        position = {int(s): i for i, s in enumerate(stamps)}
+        wanted = {int(stamps[i]) for i in unique.tolist()}
+        out, frames, at = None, None, -1
+        try:
+            for slot, target in enumerate(unique.tolist()):
+                key = int(keys[np.searchsorted(keys, target, side="right") - 1])
+                if frames is None or not key <= at < target:
+                    container.seek(int(stamps[key]), backward=True, any_frame=False, stream=stream)
+                    frames, at = self._decode_skipping(container, stream, wanted), -1
+                for frame in frames:
+                    at = position.get(frame.pts, -1)
+                    if at >= target:
+                        break
+                if at != target:
+                    raise BadSampleError(path, target, f"not decodable (decoding reached frame {at})")
+                image = frame.to_ndarray(format="rgb24")
+                if out is None:
+                    out = np.empty((len(unique),) + image.shape, np.uint8)
+                elif image.shape != out.shape[1:]:
+                    raise BadSampleError(path, target, f"frame size {image.shape} differs from {out.shape[1:]}")
+                out[slot] = image
+        except av.FFmpegError as e:
+            raise BadSampleError(path, target, f"cannot decode: {_first_line(e)}") from None
         return _gather(out, inverse)
 
     @staticmethod

@@ -263,9 +263,7 @@ def test_video_list_without_counts_reader_counts(root, decoder, monkeypatch):
     frames, label, index = ds[1]
     assert frames.shape == (2, 2, H, W, 3) and (label, index) == (1, 1)
     assert [frame_indices_of(clip) for clip in frames] == TSNSampler(2, mode="test", num_clips=2)(13, None).tolist()
-    # decord and torchcodec index the file once for the count and the frames; PyAV counts the
-    # packets in a pass of its own
-    assert opened == [vl.path(1)] * (2 if decoder == "pyav" else 1)
+    assert opened == [vl.path(1)]   # one open gives the count and the frames
 
 
 def test_determinism_seed_epoch_index(root):

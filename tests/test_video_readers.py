@@ -58,6 +58,21 @@ def test_readers_return_the_frames_of_a_sequential_decode(videos, decoder, name)
         assert np.abs(frames.astype(int) - truth[indices].astype(int)).max() <= (0 if decoder == "pyav" else 3)
 
 
+@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_read_sampled_counts_and_reads_from_one_open(videos, decoder, name):
+    """For lists without frame counts: the count handed to the sampler is the video's, and the
+    frames are those of the indices it drew (AVI with B-frames: counted in a pass of its own)."""
+    reader, counts = make_reader("video", decoder=decoder), []
+
+    def sample(count):
+        counts.append(count)
+        return np.array([[count - 1, 0, 7], [7, 30, 2]])
+    frames, indices = reader.read_sampled(videos[name], sample)
+    assert counts == [N] and frames.shape == (6, H, W, 3)
+    assert frame_indices_of(frames) == indices.reshape(-1).tolist() == [N - 1, 0, 7, 7, 30, 2]
+
+
 def test_decord_width_bug_is_read_exactly(tmp_path):
     path = write_video(str(tmp_path / "w48.mp4"), make_frames(6, H, 48))   # decord's conversion fails at 48 px
     frames = DecordReader().read(path, [4, 1, 4])
