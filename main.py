@@ -335,7 +335,7 @@ def main(argv=None):
                                          dataset_cfg.num_class, amp=args.amp, clip_gradient=args.clip_gradient,
                                          keep_views=keep_views, print_freq=args.print_freq,
                                          progress=not args.no_progress, log=log,
-                                         agree_on_empty=dist.distributed and args.on_bad_sample == "skip",
+                                         agree_on_skips=dist.distributed and args.on_bad_sample == "skip",
                                          max_skip_fraction=args.max_skip_fraction, epochs=args.epochs)
         if stats["samples"] == 0:
             raise SkipLimitError(f"epoch {epoch + 1} trained on nothing: every sample was skipped as bad; "

@@ -49,12 +49,15 @@ class SkipLimitError(Exception):
     """More samples skipped as bad than the skip ceiling (--max_skip_fraction) allows."""
 
 
-def check_skip_ceiling(skipped, total, max_fraction, what):
-    """Raise SkipLimitError when `skipped` (a list of 'name: reason') is more than `max_fraction`
-    of `total` samples: a wrong root, format or decoder, not a few damaged videos."""
-    if total and len(skipped) > max_fraction * total:
-        raise SkipLimitError(f"{what}: {len(skipped)} of {total} samples were bad, more than the ceiling "
-                             f"--max_skip_fraction {max_fraction:g}; first: {skipped[0]}")
+def check_skip_ceiling(skipped, total, max_fraction, what, count=None):
+    """Raise SkipLimitError when more than `max_fraction` of `total` samples were skipped: a wrong
+    root, format or decoder, not a few damaged videos. `skipped`: this process's 'name: reason'
+    list; `count`: the number skipped when it is not len(skipped) (over all ranks under DDP)."""
+    count = len(skipped) if count is None else count
+    if total and count > max_fraction * total:
+        first = skipped[0] if skipped else "none on this process"
+        raise SkipLimitError(f"{what}: {count} of {total} samples were bad, more than the ceiling "
+                             f"--max_skip_fraction {max_fraction:g}; first: {first}")
 
 
 # ---------------------------------------------------------------------------------------------

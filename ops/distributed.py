@@ -106,26 +106,28 @@ def host_group():
     return _host_group
 
 
-def agree_on_empty(batches, group):
-    """Yields (batch, empty on some rank) for each collated batch (frames None = every item bad).
+def agree_on_skips(batches, group):
+    """Yields (batch, empty on some rank, samples skipped in it over all ranks) for each collated
+    batch (frames None = every item bad; batch[3] = the names of its skipped items).
 
-    The ranks exchange each batch's flag with an asynchronous all-reduce over `group` (a host
-    group) as soon as the batch arrives, and the answer is taken one batch later, when it is long
-    there: no rank waits for the exchange, and the device is never read."""
+    The ranks exchange each batch's two numbers with an asynchronous all-reduce over `group` (a
+    host group) as soon as the batch arrives, and the answer is taken one batch later, when it is
+    long there: no rank waits for the exchange, and the device is never read. Every rank thus
+    sees the same numbers at the same step (the skip ceiling stops all of them together)."""
     pending = None
     for batch in batches:
-        flag = np.array([float(batch[0] is None)])
-        work = dist.all_reduce(torch.from_numpy(flag), group=group, async_op=True)
+        counts = np.array([float(batch[0] is None), float(len(batch[3]))])
+        work = dist.all_reduce(torch.from_numpy(counts), group=group, async_op=True)
         if pending is not None:
             yield _agreed(*pending)
-        pending = batch, flag, work
+        pending = batch, counts, work
     if pending is not None:
         yield _agreed(*pending)
 
 
-def _agreed(batch, flag, work):
+def _agreed(batch, counts, work):
     work.wait()
-    return batch, bool(flag[0] > 0)
+    return batch, bool(counts[0] > 0), int(counts[1])
 
 
 def broadcast_buffers(module, src=0):

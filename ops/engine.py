@@ -265,31 +265,37 @@ def run_eta(elapsed, it, iters, epoch, epochs):
 
 def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, device, epoch, num_class,
                     amp=None, clip_gradient=None, keep_views=False, print_freq=20, progress=True, log=None,
-                    agree_on_empty=False, max_skip_fraction=None, epochs=None):
+                    agree_on_skips=False, max_skip_fraction=None, epochs=None):
     """One epoch; returns the epoch averages (loss, loss parts, model metrics, top1/top5/mean class
     accuracy when the model gives logits, lr, clips_per_s, data_time per iteration, data_share of
     the epoch's time, samples trained on) and the skipped sample names. clips_per_s counts the time
     not spent waiting for data, measured to the end of the epoch's last step on the device.
 
-    `max_skip_fraction`: stop (SkipLimitError) as soon as this process has skipped more than that
-    fraction of its epoch's samples, rather than after a wasted epoch. `agree_on_empty` (DDP with
-    the skip policy): a batch whose every item was bad on one rank is skipped on every rank, since
-    DDP's gradient all-reduce needs all ranks in each step (the ranks agree one batch ahead over
-    the host, see ops.distributed.agree_on_empty). `epochs` (the run's length) adds the whole
-    run's ETA to the progress bar and the log lines."""
+    `max_skip_fraction`: stop (SkipLimitError) as soon as more than that fraction of the epoch's
+    samples were skipped, rather than after a wasted epoch. `agree_on_skips` (DDP with the skip
+    policy): the ranks exchange each batch's skips over the host, one batch behind (see
+    ops.distributed.agree_on_skips), so a batch whose every item was bad on one rank is skipped on
+    every rank (DDP's gradient all-reduce needs all ranks in each step), and the ceiling counts
+    the samples of all ranks, so every rank stops at the same step with the same message.
+    `epochs` (the run's length) adds the whole run's ETA to the progress bar and the log lines."""
     model.train()
     meter = EpochMeter(num_class, device)
     dtype = amp_dtype(amp)
     show = progress and du.is_main()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not show, dynamic_ncols=True, leave=False)
-    batches = du.agree_on_empty(bar, du.host_group()) if agree_on_empty else ((b, b[0] is None) for b in bar)
+    if agree_on_skips:
+        batches, world = du.agree_on_skips(bar, du.host_group()), du.get_world_size()
+    else:
+        batches, world = ((b, b[0] is None, len(b[3])) for b in bar), 1
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    skipped, data_time, clips = [], 0.0, 0
+    skipped, bad, data_time, clips = [], 0, 0.0, 0
     start = end = time.perf_counter()
-    for it, ((frames, labels, _, batch_skipped), empty) in enumerate(batches):
+    for it, ((frames, labels, _, batch_skipped), empty, batch_bad) in enumerate(batches):
         skipped.extend(batch_skipped)
-        if batch_skipped and max_skip_fraction is not None:
-            check_skip_ceiling(skipped, len(loader) * loader.batch_size, max_skip_fraction, f"epoch {epoch + 1}")
+        bad += batch_bad
+        if batch_bad and max_skip_fraction is not None:
+            check_skip_ceiling(skipped, len(loader) * loader.batch_size * world, max_skip_fraction,
+                               f"epoch {epoch + 1}", count=bad)
         data_time += time.perf_counter() - end
         schedule.step(epoch, it)
         if not empty:  # else every item of the batch was skipped as bad (on some rank)

@@ -2,6 +2,7 @@
 torch.distributed.launch. Training runs, and validation counts every video exactly once although
 the 13 videos do not split evenly between the ranks."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -67,3 +68,24 @@ def test_two_machines_through_torchrun(data, tmp_path):
     state = torch.load(run_dir(tmp_path, "ckpt", 1) / "ckpt.pth", weights_only=True)
     assert state["config"]["world_size"] == 2
 
+
+
+def test_the_skip_ceiling_counts_every_rank_and_stops_them_together(data, tmp_path):
+    """--on_bad_sample skip under DDP: the ceiling is a fraction of the epoch's samples over both
+    ranks, and both ranks stop at the same step with the same count (named in rank 0's log.txt),
+    whichever rank met the bad samples."""
+    root, lists = data
+    good = open(lists[0]).read().splitlines()
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(good[:1] + [f"gone_{i} 4 {i % 4}" for i in range(5)] + good[1:11]) + "\n")
+    cmd = [sys.executable, *LAUNCHERS["torchrun"](free_port()), "main.py",
+           *base_args(root, [str(train), lists[1]], tmp_path, 1, "-b", "2", "-j", "0", "--on_bad_sample", "skip")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    said = {rank: re.search(rf"main\.py: error: \[rank {rank}\] epoch 1: (\d+) of 16 samples were bad, more than "
+                            r"the ceiling --max_skip_fraction 0\.1", result.stderr) for rank in (0, 1)}
+    assert said[0] and said[1], result.stderr[-3000:]
+    assert said[0].group(1) == said[1].group(1)
+    log = (run_dir(tmp_path, "log", 1) / "log.txt").read_text()
+    assert f"epoch 1: {said[0].group(1)} of 16 samples were bad" in log
