@@ -16,4 +16,4 @@ def _torchcodec_missing():
 MISSING = _torchcodec_missing()
 TORCHCODEC = pytest.param("torchcodec", marks=pytest.mark.skipif(MISSING is not None,
                                                                  reason=f"optional decoder missing: {MISSING}"))
-VIDEO_DECODERS = [TORCHCODEC if name == "torchcodec" else name for name in sorted(READERS)]
+DECODER_PARAMS = [TORCHCODEC if name == "torchcodec" else name for name in sorted(READERS)]

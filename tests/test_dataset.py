@@ -9,7 +9,7 @@ from ops.dataset import (JPEG_DECODERS, READERS, BadSampleError, DecordReader, P
                          VideoDataset, VideoList, collate_skip, make_reader, parse_list_line, skip_report)
 from ops.evaluation import gather_names
 from ops.sampling import TSNSampler
-from tests.decoders import VIDEO_DECODERS
+from tests.decoders import DECODER_PARAMS
 from tests.videogen import frame_indices_of, make_frames, truncate_file, write_frame_folder, write_video
 
 H, W = 32, 40  # decord 0.6 mis-converts some widths (16, 24, 48, 72); 40 is safe
@@ -38,7 +38,7 @@ def write_list(tmp_path, text, name="list.txt"):
 
 # ---- readers --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_rawframes_and_video_readers_return_the_same_frames(root, decoder):
     indices = np.array([0, 5, 5, 19, 3, 12])
     raw = RawFrameReader("img_{:05d}.jpg").read(str(root / "rawframes" / "a"), indices)
@@ -47,7 +47,7 @@ def test_rawframes_and_video_readers_return_the_same_frames(root, decoder):
     assert frame_indices_of(raw) == frame_indices_of(vid) == indices.tolist()
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_num_frames(root, decoder):
     for name, n in LENGTHS.items():
         assert RawFrameReader().num_frames(str(root / "rawframes" / name)) == n
@@ -145,7 +145,7 @@ def broken_videos(root, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 @pytest.mark.parametrize("name,message", [
     ("truncated.mp4", "truncated file: .* bytes, its mp4 box .mdat. ends at byte"),
     ("empty.mp4", r"empty file \(0 bytes\)"),
@@ -161,7 +161,7 @@ def test_bad_videos(broken_videos, decoder, name, message):
         READERS[decoder]().num_frames(path)
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_truncated_video_with_index_first(broken_videos, decoder):
     # the header survives, so decoders would open it; the container's sizes tell it is cut
     path = str(broken_videos / "faststart.mp4")
@@ -170,7 +170,7 @@ def test_truncated_video_with_index_first(broken_videos, decoder):
     assert e.value.video == path
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_frame_past_the_end_is_an_error(root, decoder):
     with pytest.raises(BadSampleError, match="frame 25 .*outside the video's 20"):
         READERS[decoder]().read(str(root / "videos" / "a.mp4"), [3, 25])
@@ -252,7 +252,7 @@ def test_item_format_and_frames_follow_sampler(root):
     assert frame_indices_of(short[0]) == [0, 1, 3, 4] and label == 2
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_video_list_without_counts_reader_counts(root, decoder, monkeypatch):
     vl = VideoList(str(root / "videos.txt"), str(root), num_class=3)
     assert vl.num_frames.tolist() == [-1, -1, -1]

@@ -69,7 +69,6 @@ def test_two_machines_through_torchrun(data, tmp_path):
     assert state["config"]["world_size"] == 2
 
 
-
 def test_the_skip_ceiling_counts_every_rank_and_stops_them_together(data, tmp_path):
     """--on_bad_sample skip under DDP: the ceiling is a fraction of the epoch's samples over both
     ranks, and both ranks stop at the same step with the same count (named in rank 0's log.txt),

@@ -8,13 +8,11 @@ import pytest
 
 from ops.dataset import (READERS, BadSampleError, DecordReader, PyAVReader, TorchCodecReader, avi_reorders_frames,
                          container_truncation, make_reader)
-from opts import VIDEO_DECODERS as VIDEO_DECODER_NAMES
-from tests.decoders import VIDEO_DECODERS
+from opts import VIDEO_DECODERS
+from tests.decoders import DECODER_PARAMS
 from tests.videogen import frame_indices_of, make_frames, truncate_file, write_video
 
 H, W, N = 32, 40, 40  # decord 0.6 mis-converts some widths (16, 24, 48, 72); 40 is safe
-
-
 
 # name -> (file name, write_video keywords): every container, B-frames, timestamps not from 0
 VIDEOS = {
@@ -39,7 +37,7 @@ def decode_all(path):
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 @pytest.mark.parametrize("name", sorted(VIDEOS))
 def test_readers_return_the_frames_of_a_sequential_decode(videos, decoder, name):
     path = videos[name]
@@ -58,7 +56,7 @@ def test_readers_return_the_frames_of_a_sequential_decode(videos, decoder, name)
         assert np.abs(frames.astype(int) - truth[indices].astype(int)).max() <= (0 if decoder == "pyav" else 3)
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 @pytest.mark.parametrize("name", sorted(VIDEOS))
 def test_read_sampled_counts_and_reads_from_one_open(videos, decoder, name):
     """For lists without frame counts: the count handed to the sampler is the video's, and the
@@ -151,7 +149,7 @@ def test_container_sizes_tell_a_cut_file(videos, cut):
         assert "truncated file" in (container_truncation(path) or ""), name
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 @pytest.mark.parametrize("name", ["mp4", "avi", "mkv from 5", "webm from 4", "mp4 faststart"])
 def test_cut_file_is_a_named_error_for_every_decoder(cut, decoder, name):
     """decord alone reads the first half of a cut AVI as a whole video; no reader may."""
@@ -163,14 +161,14 @@ def test_cut_file_is_a_named_error_for_every_decoder(cut, decoder, name):
         assert e.value.video == path and str(e.value).startswith(path)
 
 
-@pytest.mark.parametrize("decoder", VIDEO_DECODERS)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_frame_past_the_end(videos, decoder):
     with pytest.raises(BadSampleError, match=f"frame {N} .*outside the video's {N}"):
         make_reader("video", decoder=decoder).read(videos["avi"], [3, N])
 
 
 def test_registry_and_missing_torchcodec(monkeypatch):
-    assert tuple(READERS) == VIDEO_DECODER_NAMES
+    assert tuple(READERS) == VIDEO_DECODERS
     assert READERS["decord"] is DecordReader and READERS["torchcodec"] is TorchCodecReader
     import builtins
     real_import = builtins.__import__
