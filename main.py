@@ -30,7 +30,7 @@ from ops.model_api import declared
 from ops.models import build_model, model_name, names_whole_model
 from ops.policies import (build_param_groups, classifier_is_new, describe_groups, freeze_for_linear_probe,
                           linear_probe_parameters, merge_equal_groups)
-from ops.transforms import DeviceNormalize
+from ops.transforms import DeviceNormalize, place_normalize
 
 
 RUN_TITLES = {"sttnet": "STTNet", "tsn": "TSN"}
@@ -226,15 +226,18 @@ def main(argv=None):
                                                    if config[k] is not None))
     spec = model.input_spec
     keep_views = declared(model, "takes_views")
+    loader_normalize, normalize = place_normalize(DeviceNormalize.from_spec(spec, channels_last=args.channels_last),
+                                                  device)
     try:  # a malformed list line or a too-small list: one line naming the file and line
         val_set = build_dataset(config, model, dataset_cfg, "val")
         val_loader = build_loader(val_set, "val", args.batch_size, args.workers, dist.rank, dist.world_size,
-                                  pin_memory=device.type == "cuda", prefetch_factor=args.prefetch_factor)
+                                  pin_memory=device.type == "cuda", prefetch_factor=args.prefetch_factor,
+                                  normalize=loader_normalize)
         if not args.evaluate:
             train_set = build_dataset(config, model, dataset_cfg, "train")
             train_loader = build_loader(train_set, "train", args.batch_size, args.workers, dist.rank,
                                         dist.world_size, seed=args.seed, pin_memory=device.type == "cuda",
-                                        prefetch_factor=args.prefetch_factor)
+                                        prefetch_factor=args.prefetch_factor, normalize=loader_normalize)
     except ValueError as err:
         parser.error(str(err))
     if not args.evaluate:
@@ -255,7 +258,6 @@ def main(argv=None):
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last if spec.layout == "frames" else torch.channels_last_3d)
-    normalize = DeviceNormalize.from_spec(spec, channels_last=args.channels_last).to(device)
 
     report = None   # what --tune_from loaded
     if args.tune_from and not state:

@@ -29,7 +29,7 @@ from ops.logging_setup import setup_logging, teardown_logging
 from ops.model_api import declared
 from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
-from ops.transforms import DeviceNormalize
+from ops.transforms import DeviceNormalize, place_normalize
 from opts import VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
 
 logger = logging.getLogger("test_models")
@@ -124,11 +124,11 @@ def evaluate_checkpoint(path, args, dist):
                             test_crops=args.test_crops, twice_sample=args.twice_sample, full_res=args.full_res)
     if args.reverse_time:
         dataset.sampler = TimeReversed(dataset.sampler)
+    loader_normalize, normalize = place_normalize(DeviceNormalize.from_spec(model.input_spec), dist.device)
     loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
-                          pin_memory=dist.device.type == "cuda")
+                          pin_memory=dist.device.type == "cuda", normalize=loader_normalize)
     logger.info(f"=> {path}: {model_label(cfg)} on {len(dataset)} videos of {test_list}\n"
                 f"   {dataset.sampler!r}\n   {dataset.transform!r}")
-    normalize = DeviceNormalize.from_spec(model.input_spec).to(dist.device)
     amp = amp_dtype(args.amp)
     softmax = args.softmax or declared(model, "test_softmax")
     indices, scores, labels, skipped = predict(model, loader, normalize, dist.device, softmax=softmax,

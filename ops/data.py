@@ -7,6 +7,7 @@ Training shards with EpochSampler (a DistributedSampler, reshuffled per epoch by
 items carry the epoch to the workers); validation and test use ShardSampler, which splits the
 videos between ranks without padding, so every video is scored exactly once.
 """
+import functools
 import random
 
 import numpy as np
@@ -93,13 +94,15 @@ def seed_worker(worker_id):
 
 
 def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=0, pin_memory=False,
-                 prefetch_factor=None):
+                 prefetch_factor=None, normalize=None):
     """Training: EpochSampler (shuffled, reseeded by set_epoch, incomplete last batch dropped);
     val/test: ShardSampler, every video once, nothing dropped. Workers persist across epochs and
     validations (no re-fork each time); `prefetch_factor` batches per worker are loaded ahead
     (None: PyTorch's default, 2). The loader draws its worker seeds from a generator of its own:
     the global one (dropout, model-side draws) then does not depend on when iterators are
-    created, which differs between a straight run and a resumed one once workers persist."""
+    created, which differs between a straight run and a resumed one once workers persist.
+    `normalize`: a DeviceNormalize the workers apply to each batch (a CPU run, see
+    ops.transforms.place_normalize); without it the batches are uint8."""
     if mode == "train":
         sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         if len(sampler) < batch_size:
@@ -112,7 +115,7 @@ def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=
             raise ValueError(f"decoding on {dataset.reader.device} happens in the main process: use 0 workers")
         pin_memory = False
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_skip, pin_memory=pin_memory, drop_last=mode == "train",
+                      collate_fn=functools.partial(collate_skip, normalize=normalize), pin_memory=pin_memory, drop_last=mode == "train",
                       worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed),
                       persistent_workers=workers > 0,
                       prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -855,16 +855,19 @@ class VideoDataset(torch.utils.data.Dataset):
         return frames, label, index
 
 
-def collate_skip(batch):
+def collate_skip(batch, normalize=None):
     """Collate VideoDataset items, dropping `Skipped` markers.
     Returns (frames [B, V, T, h, w, 3] or None when every item was bad, labels [B], indices [B],
-    skipped: list of 'name: reason' strings)."""
+    skipped: list of 'name: reason' strings). With `normalize` (a DeviceNormalize, run by the
+    loader's workers on a CPU run), the frames come back in the model's float layout instead."""
     good = [item for item in batch if not isinstance(item, Skipped)]
     skipped = [f"{item.name}: {item.reason}" for item in batch if isinstance(item, Skipped)]
     if not good:
         empty = torch.zeros(0, dtype=torch.int64)
         return None, empty, empty.clone(), skipped
     frames = torch.stack([item[0] for item in good])
+    if normalize is not None:
+        frames = normalize(frames)
     labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
     indices = torch.tensor([item[2] for item in good], dtype=torch.int64)
     return frames, labels, indices, skipped

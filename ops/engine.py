@@ -1,6 +1,7 @@
 """The training loop: one epoch of training, one pass of validation, the learning-rate schedule
-and the run log. Nothing here knows which model it trains: it sees uint8 frames, DeviceNormalize,
-and the output contract of ops.model_api.as_output.
+and the run log. Nothing here knows which model it trains: it sees uint8 frames and
+DeviceNormalize (or, on a CPU run, frames the loader's workers normalised: `normalize` None; see
+ops.transforms.place_normalize), and the output contract of ops.model_api.as_output.
 
 Training step: x = normalize(frames); out = as_output(model(x));
 loss = CE(out.logits, labels) (if logits) + sum(out.losses). Mixed precision (`amp`): "bf16"
@@ -43,7 +44,9 @@ def amp_dtype(amp):
 
 def to_device(tensors, device):
     """The batch's host tensors on the device: the one host-to-device copy of a step, which does
-    not block the host when the loader pins memory."""
+    not block the host when the loader pins memory. On a CPU run they are there already."""
+    if device.type == "cpu":
+        return tensors
     moved = []
     for t in tensors:
         moved.append(t.to(device, non_blocking=True))
@@ -152,9 +155,11 @@ class RunLog:
         teardown_logging()
 
 
-def forward_input(x, keep_views):
-    """[B, V, ...] from DeviceNormalize -> the model's input: the view axis is dropped when there is
-    one view, and kept (SSL methods, several clips per item) when `keep_views`."""
+def forward_input(frames, normalize, keep_views):
+    """The batch -> the model's input: `normalize` (None: the loader normalised) gives [B, V, ...];
+    the view axis is dropped when there is one view, and kept (SSL methods, several clips per item)
+    when `keep_views`."""
+    x = frames if normalize is None else normalize(frames)
     if keep_views:
         return x
     if x.shape[1] != 1:
@@ -301,7 +306,7 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
         if not empty:  # else every item of the batch was skipped as bad (on some rank)
             frames, labels = to_device((frames, labels), device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = as_output(model(forward_input(normalize(frames), keep_views)))
+                out = as_output(model(forward_input(frames, normalize, keep_views)))
                 loss, parts = compute_loss(out, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -366,7 +371,7 @@ def validate(model, loader, normalize, device, num_class, amp=None, keep_views=F
             continue
         frames, labels = to_device((frames, labels), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = as_output(model(forward_input(normalize(frames), keep_views)))
+            out = as_output(model(forward_input(frames, normalize, keep_views)))
             loss, parts = compute_loss(out, labels)
         meter.update(frames.shape[0], loss, parts, out["metrics"], out["logits"], labels)
     return meter.reduce(), gather_names(skipped)

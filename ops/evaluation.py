@@ -28,7 +28,7 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
     """Run `model` over every view of every video in `loader`.
 
     loader yields (frames uint8 [B, V, T, h, w, 3], labels, indices[, skipped]); `normalize` maps the
-    frames to the model's float layout [B, V, ...]; views are folded into the batch, scored, and
+    frames to the model's float layout [B, V, ...] (None: the loader did); views are folded into the batch, scored, and
     averaged per video. `chunk` bounds how many views go through the model at once (memory).
     Returns this rank's (indices [N], scores [N, C], labels [N]) as CPU tensors, plus the names of
     samples skipped under the skip policy.
@@ -43,7 +43,7 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
             continue
         frames = frames.to(device, non_blocking=True)
         batch_size, num_views = frames.shape[:2]
-        x = normalize(frames).flatten(0, 1)
+        x = (frames if normalize is None else normalize(frames)).flatten(0, 1)
         step = chunk or x.shape[0]
         outs = []
         for start in range(0, x.shape[0], step):

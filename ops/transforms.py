@@ -7,8 +7,9 @@ flip can change it (Something-Something's left/right classes).
 
 Why it is fast: a crop is a slice (no copy), and every resize is one
 ``torch.nn.functional.interpolate`` call over all the frames of a clip (bilinear, antialiased,
-on PyTorch's uint8 channels-last path), so workers never convert to float. ``DeviceNormalize``
-turns the uint8 batch into the model's float layout on the accelerator.
+on PyTorch's uint8 channels-last path), so the transforms never convert to float.
+``DeviceNormalize`` turns the uint8 batch into the model's float layout: on the accelerator, or on
+a CPU run in the loader's workers (``place_normalize``).
 """
 import math
 from typing import NamedTuple
@@ -499,7 +500,7 @@ def build_transform(mode, crop_size, scale_size, flip="always", flip_map=None, t
 
 
 class DeviceNormalize(torch.nn.Module):
-    """uint8 frames on the device -> float input in the model's layout; workers never touch floats.
+    """A uint8 batch -> float input in the model's layout (where it runs: `place_normalize`).
 
     Takes uint8 [B, V, T, h, w, 3] (RGB); returns float32 [B, V, T, 3, h, w] (layout 'frames') or
     [B, V, 3, T, h, w] (layout 'clip'), computed as (x / 255 * value_scale - mean) / std, with the
@@ -549,3 +550,15 @@ class DeviceNormalize(torch.nn.Module):
     def extra_repr(self):
         return (f"mean={self.mean_values}, std={self.std_values}, bgr={self.bgr}, "
                 f"value_scale={self.value_scale}, layout={self.layout!r}, channels_last={self.channels_last}")
+
+
+def place_normalize(normalize, device):
+    """Where a run normalises its batches: (the loader's DeviceNormalize, the step's), one of them None.
+
+    On a GPU the step does it on the device, so uint8 crosses the bus (4x less than float32) and
+    the workers never touch floats. On the CPU the loader's workers do it, as TSM's dataset does:
+    the training process's step then starts from float input, and the conversion runs beside it
+    in the workers (the same function, so the same values)."""
+    if device.type == "cpu":
+        return normalize, None
+    return None, normalize.to(device)

@@ -96,3 +96,24 @@ def test_persistent_workers_follow_the_sampler_epoch(dataset_cfg):
         loader.sampler.set_epoch(epoch)
         assert torch.equal(next(iter(loader))[0], expected[epoch])
     assert not torch.equal(expected[0], expected[1])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_loader_given_normalize_hands_over_the_step_s_float_input(dataset_cfg, channels_last):
+    """On a CPU run the workers normalise (ops.transforms.place_normalize): the loader's batches are
+    what DeviceNormalize makes of the uint8 ones, values and memory layout, through a worker process."""
+    from ops.transforms import DeviceNormalize, place_normalize
+    cfg = default_config(num_segments=2, new_length=1, seed=0)
+    ds = build_dataset(cfg, Fake(), dataset_cfg, "val")
+    normalize = DeviceNormalize.from_spec(Fake().input_spec, channels_last=channels_last)
+    in_loader, in_step = place_normalize(normalize, torch.device("cpu"))
+    assert in_loader is normalize and in_step is None
+    plain = [batch[0] for batch in build_loader(ds, "val", batch_size=2, workers=0)]
+    done = [batch[0] for batch in build_loader(ds, "val", batch_size=2, workers=1, normalize=in_loader)]
+    assert len(done) == len(plain) == 2
+    for raw, got in zip(plain, done):
+        want = normalize(raw)
+        assert got.dtype == torch.float32 and torch.equal(got, want) and got.stride() == want.stride()
+    # any other device: the step normalises, on that device
+    in_loader, in_step = place_normalize(normalize, torch.device("meta"))
+    assert in_loader is None and in_step.shift.device.type == "meta"

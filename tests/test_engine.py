@@ -54,10 +54,11 @@ def test_plateau_reduces_after_patience_and_round_trips():
 
 def test_views_and_loss_contract():
     x = torch.zeros(2, 1, 3, 4)
-    assert forward_input(x, keep_views=False).shape == (2, 3, 4)
-    assert forward_input(torch.zeros(2, 3, 3, 4), keep_views=True).shape == (2, 3, 3, 4)
+    assert forward_input(x, None, keep_views=False).shape == (2, 3, 4)
+    assert forward_input(torch.zeros(2, 3, 3, 4), None, keep_views=True).shape == (2, 3, 3, 4)
     with pytest.raises(ValueError, match="one view"):
-        forward_input(torch.zeros(2, 3, 3, 4), keep_views=False)
+        forward_input(torch.zeros(2, 3, 3, 4), None, keep_views=False)
+    assert torch.equal(forward_input(x, lambda t: t + 1, keep_views=False), torch.ones(2, 3, 4))
     logits, labels = torch.randn(3, 4), torch.tensor([0, 1, 2])
     total, parts = compute_loss({"logits": logits, "losses": {"aux": torch.tensor(0.5)}, "metrics": {}}, labels)
     assert torch.allclose(total, torch.nn.functional.cross_entropy(logits, labels) + 0.5)
@@ -103,6 +104,32 @@ def test_train_and_validate_with_cpu_amp_and_clipping():
     assert not torch.equal(before, model.base_model.conv1.weight)
     stats, _ = validate(model, batches[::2], normalize, torch.device("cpu"), 3, amp="bf16", progress=False)
     assert stats["num_videos"] == 4 and stats["confusion"].sum() == 4
+
+
+def test_training_on_frames_the_loader_normalised_is_the_same_run():
+    """A CPU run hands the step frames its loader's workers normalised (ops.transforms.place_normalize):
+    the same epoch, weight for weight, as normalising uint8 frames in the step."""
+    from ops.engine import train_one_epoch
+    from ops.models import BACKBONES
+    from ops.policies import build_param_groups
+    from ops.tsn import TSN
+    from ops.transforms import DeviceNormalize
+
+    frames = torch.randint(0, 256, (2, 1, 2, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    results = []
+    for in_step in (True, False):
+        torch.manual_seed(0)
+        model = TSN(BACKBONES.create("resnet18"), num_class=3, num_segments=2, crop_size=32, partial_bn=False)
+        normalize = DeviceNormalize.from_spec(model.input_spec)
+        x = frames if in_step else normalize(frames)
+        batches = [(x, torch.tensor([0, 2]), torch.tensor([0, 1]), []), (x, torch.tensor([1, 1]), torch.tensor([2, 3]), [])]
+        opt = torch.optim.SGD(build_param_groups(model, 0.1, 1e-4), lr=0.1, momentum=0.9)
+        stats, _ = train_one_epoch(model, batches, opt, LRSchedule(opt, 0.1, "step", 1, 2),
+                                   torch.amp.GradScaler("cpu", enabled=False), normalize if in_step else None,
+                                   torch.device("cpu"), 0, 3, progress=False)
+        results.append((stats["loss"], model.state_dict()))
+    (loss_a, state_a), (loss_b, state_b) = results
+    assert loss_a == loss_b and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
 def test_epoch_meter_sums_are_exact_however_the_steps_are_folded():

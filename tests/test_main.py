@@ -175,6 +175,28 @@ def test_fp16_with_a_scaler_and_persistent_prefetching_workers(data, tmp_path):
     assert state["scaler"]["scale"] > 0 and state["config"]["amp"] == "fp16"
 
 
+def test_a_cpu_run_normalises_in_its_loader_workers(data, tmp_path, monkeypatch):
+    """On the CPU the loader's workers turn uint8 into float (ops.transforms.place_normalize), so the
+    training process never runs DeviceNormalize: every call comes from a worker process."""
+    from ops.transforms import DeviceNormalize
+    root, lists = data
+    lists = [subset(lists[0], tmp_path / "train.txt", 2), subset(lists[1], tmp_path / "val.txt", 1)]
+    calls = tmp_path / "normalize_pids.txt"
+    forward = DeviceNormalize.forward
+
+    def recorded(self, frames):
+        with open(calls, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return forward(self, frames)
+
+    monkeypatch.setattr(DeviceNormalize, "forward", recorded)
+    args = base_args(root, lists, tmp_path, 1, "--lr", "0.01", "-j", "1")
+    args[args.index("resnet18")] = "tinynet"
+    main.main(args)
+    pids = calls.read_text().split()
+    assert pids and str(os.getpid()) not in pids
+
+
 def test_cuda_flags_follow_tf32_and_deterministic():
     cudnn = torch.backends.cudnn
     saved = torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.benchmark

@@ -1,9 +1,12 @@
 """How much does the framework cost on top of the network? A full training step beside a bare
 hand-written loop on the same batch.
 
-full: uint8 frames already on the device -> DeviceNormalize -> TSN (backbone, consensus) ->
+full: the batch as main.py's loader gives it, on the device -> TSN (backbone, consensus) ->
       as_output -> loss -> backward -> optimizer step with the parameter groups, driven by
-      ops.engine.train_one_epoch itself (schedule, meters, logging bookkeeping included).
+      ops.engine.train_one_epoch itself (schedule, meters, logging bookkeeping included). Where
+      the batch is normalised follows ops.transforms.place_normalize: on a GPU the step
+      normalises uint8 frames (DeviceNormalize, counted here); on the CPU the loader's workers
+      do, so the step starts from float frames.
 bare: a float batch already normalised -> the same network written plainly (torchvision ResNet of
       the same depth with its own pooling and fc; for `--arch trivial`, the same 1x1 conv and fc)
       -> mean over segments -> cross-entropy -> backward -> SGD step on one param group.
@@ -35,24 +38,21 @@ from ops.engine import LRSchedule, amp_dtype, train_one_epoch  # noqa: E402
 from ops.model_api import IMAGENET_SPEC  # noqa: E402
 from ops.models import build_model  # noqa: E402
 from ops.policies import build_param_groups, merge_equal_groups  # noqa: E402
-from ops.transforms import DeviceNormalize  # noqa: E402
+from ops.transforms import DeviceNormalize, place_normalize  # noqa: E402
 from ops.tsn import TSN  # noqa: E402
 from opts import add_amp_arg, default_config  # noqa: E402
 
 
-class Trivial(nn.Module):
+class Trivial(nn.Sequential):
     """A backbone that costs next to nothing (a 1x1 conv to 16 channels), so that what remains of
-    a step is the loop itself."""
+    a step is the loop itself. A Sequential, as the bare loop's layers are: the backbone is the
+    user's network, the same on both sides, not the framework's cost."""
 
     feature_dim = 16
 
     def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, self.feature_dim, 1)
+        super().__init__(nn.Conv2d(3, self.feature_dim, 1))
         self.input_spec = dict(IMAGENET_SPEC)
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 def bare_network(arch, num_class):
@@ -100,12 +100,15 @@ def main(argv=None):
         model = build_model(default_config(model="tsn", arch=args.arch, num_class=c, num_segments=k, crop_size=s,
                                            dropout=0.5, partial_bn=False))
     model = model.to(device, memory_format=fmt)
-    normalize = DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last).to(device)
+    loader_normalize, normalize = place_normalize(
+        DeviceNormalize.from_spec(model.input_spec, channels_last=args.channels_last), device)
     recipe = argparse.Namespace(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
     optimizer = make_optimizer(recipe, merge_equal_groups(build_param_groups(model, recipe.lr, recipe.weight_decay)))
     schedule = LRSchedule(optimizer, 0.01, "step", 1, args.iters)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     frames = torch.randint(0, 256, (b, 1, k, s, s, 3), dtype=torch.uint8, device=device)
+    if loader_normalize is not None:
+        frames = loader_normalize(frames)
     labels = torch.randint(0, c, (b,), device=device)
     batches = [(frames, labels, torch.arange(b), [])] * args.iters
 
