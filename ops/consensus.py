@@ -10,18 +10,14 @@ from ops.registry import CONSENSUS
 
 
 class AvgConsensus(nn.Module):
-    """Per-segment class scores averaged over the K segments: [B, K, F] -> [B, C].
-
-    Computed as the fc of the averaged features (MMAction2's TSNHead order): the fc is linear, so
-    this is TSN's average of the segments' scores, with K times fewer fc FLOPs and no [B, K, F]
-    linear (whose views cost more autograd work per step than the layer itself on small inputs)."""
+    """Per-segment class scores averaged over the K segments: [B, K, F] -> [B, C]."""
 
     def __init__(self, in_dim, num_class):
         super().__init__()
         self.new_fc = make_new_fc(in_dim, num_class)
 
     def forward(self, x):
-        return self.new_fc(x.mean(dim=1))
+        return self.new_fc(x).mean(dim=1)
 
 
 class IdentityConsensus(nn.Module):

@@ -37,15 +37,6 @@ def test_every_block_is_registered():
         assert getattr(net, "needs_maps", False) == (block in MAP_BLOCKS)
 
 
-def test_avg_consensus_is_the_average_of_the_segments_class_scores():
-    """TSN's consensus averages per-segment class scores; the block takes the fc of the averaged
-    features instead (cheaper), which is the same function since the fc is linear."""
-    torch.manual_seed(0)
-    net = CONSENSUS.create("avg", num_segments=5, in_dim=64, num_class=NUM_CLASS, img_feature_dim=16)
-    x = torch.randn(3, 5, 64)
-    assert torch.allclose(net(x), net.new_fc(x).mean(dim=1), atol=1e-6)
-
-
 def block_input(block, b, k, channels=64):
     """What the block gets from TSN: pooled features [B, K, F], or maps [B, K, F, h, w] for FCN3D."""
     return torch.randn(b, k, channels, 2, 2) if block in MAP_BLOCKS else torch.randn(b, k, channels)
