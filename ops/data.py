@@ -115,7 +115,8 @@ def build_loader(dataset, mode, batch_size, workers, rank=0, world_size=1, seed=
             raise ValueError(f"decoding on {dataset.reader.device} happens in the main process: use 0 workers")
         pin_memory = False
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=functools.partial(collate_skip, normalize=normalize), pin_memory=pin_memory, drop_last=mode == "train",
+                      collate_fn=functools.partial(collate_skip, normalize=normalize), pin_memory=pin_memory,
+                      drop_last=mode == "train",
                       worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed),
                       persistent_workers=workers > 0,
                       prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -28,8 +28,8 @@ def predict(model, loader, normalize, device, softmax=False, amp_dtype=None, chu
     """Run `model` over every view of every video in `loader`.
 
     loader yields (frames uint8 [B, V, T, h, w, 3], labels, indices[, skipped]); `normalize` maps the
-    frames to the model's float layout [B, V, ...] (None: the loader did); views are folded into the batch, scored, and
-    averaged per video. `chunk` bounds how many views go through the model at once (memory).
+    frames to the model's float layout [B, V, ...] (None: the loader's workers did); views are folded
+    into the batch, scored, and averaged per video. `chunk` bounds how many views go through the model at once (memory).
     Returns this rank's (indices [N], scores [N, C], labels [N]) as CPU tensors, plus the names of
     samples skipped under the skip policy.
     """

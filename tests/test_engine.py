@@ -115,14 +115,16 @@ def test_training_on_frames_the_loader_normalised_is_the_same_run():
     from ops.tsn import TSN
     from ops.transforms import DeviceNormalize
 
-    frames = torch.randint(0, 256, (2, 1, 2, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    frames = torch.randint(0, 256, (2, 1, 2, 32, 32, 3), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
     results = []
     for in_step in (True, False):
         torch.manual_seed(0)
         model = TSN(BACKBONES.create("resnet18"), num_class=3, num_segments=2, crop_size=32, partial_bn=False)
         normalize = DeviceNormalize.from_spec(model.input_spec)
         x = frames if in_step else normalize(frames)
-        batches = [(x, torch.tensor([0, 2]), torch.tensor([0, 1]), []), (x, torch.tensor([1, 1]), torch.tensor([2, 3]), [])]
+        batches = [(x, torch.tensor([0, 2]), torch.tensor([0, 1]), []),
+                   (x, torch.tensor([1, 1]), torch.tensor([2, 3]), [])]
         opt = torch.optim.SGD(build_param_groups(model, 0.1, 1e-4), lr=0.1, momentum=0.9)
         stats, _ = train_one_epoch(model, batches, opt, LRSchedule(opt, 0.1, "step", 1, 2),
                                    torch.amp.GradScaler("cpu", enabled=False), normalize if in_step else None,
