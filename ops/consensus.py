@@ -10,14 +10,24 @@ from ops.registry import CONSENSUS
 
 
 class AvgConsensus(nn.Module):
-    """Per-segment class scores averaged over the K segments: [B, K, F] -> [B, C]."""
+    """Per-segment class scores averaged over the K segments: [B, K, F] -> [B, C].
 
-    def __init__(self, in_dim, num_class):
+    `per_frame`: it also takes the frames' features flat, [B*K, F] (TSN's and TSM's own order,
+    which TSN uses when nothing between its backbone and this block needs the [B, K] layout): the
+    same numbers, without the [B, K, F] linear's views."""
+
+    per_frame = True
+
+    def __init__(self, num_segments, in_dim, num_class):
         super().__init__()
+        self.num_segments = num_segments
         self.new_fc = make_new_fc(in_dim, num_class)
 
     def forward(self, x):
-        return self.new_fc(x).mean(dim=1)
+        scores = self._modules["new_fc"](x)  # not self.new_fc: see TSN.forward
+        if scores.dim() == 2:  # the frames flat
+            scores = scores.view(-1, self.num_segments, scores.shape[-1])
+        return scores.mean(dim=1)
 
 
 class IdentityConsensus(nn.Module):
@@ -33,7 +43,7 @@ class IdentityConsensus(nn.Module):
 
 @CONSENSUS.register("avg")
 def avg(num_segments, in_dim, num_class, img_feature_dim):
-    return AvgConsensus(in_dim, num_class)
+    return AvgConsensus(num_segments, in_dim, num_class)
 
 
 @CONSENSUS.register("identity")

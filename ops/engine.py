@@ -196,7 +196,7 @@ class EpochMeter:
 
     def __init__(self, num_class, device, fold_every=128):
         self.num_class, self.device, self.fold_every = num_class, device, fold_every
-        self.names, self.with_logits, self.count, self.pending = None, False, 0, []
+        self.keys, self.names, self.with_logits, self.count, self.pending = None, None, False, 0, []
         self.sums = torch.zeros(0, dtype=torch.float64, device=device)
         self.hits = torch.zeros(2, dtype=torch.float64, device=device)
         self.class_counts = torch.zeros(num_class, 2, dtype=torch.float64, device=device)
@@ -204,14 +204,16 @@ class EpochMeter:
 
     def update(self, n, loss, parts, metrics, logits, labels):
         """n items; loss, parts and metrics are per-item means (0-dim tensors on the device)."""
-        values = {"loss": loss, **parts, **metrics}
+        keys = (tuple(parts), tuple(metrics), logits is not None)
         if self.names is None:
-            self.names, self.with_logits = sorted(values), logits is not None
+            self.keys, self.names, self.with_logits = keys, ["loss", *parts, *metrics], logits is not None
             self.sums = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
-        elif sorted(values) != self.names or (logits is not None) != self.with_logits:
-            raise ValueError(f"the model reported {sorted(values)} after {self.names} (logits: "
-                             f"{logits is not None} after {self.with_logits}): the outputs must not change")
-        self.pending.append((n, [values[k].detach() for k in self.names],
+        elif keys != self.keys:
+            raise ValueError(f"the model reported {keys} after {self.keys} (parts, metrics, logits): the "
+                             "outputs must not change")
+        kept = loss.detach()  # a one-part loss is its part: detached once
+        self.pending.append((n, [kept, *(kept if v is loss else v.detach() for v in parts.values()),
+                                 *(v.detach() for v in metrics.values())],
                              logits.detach() if logits is not None else None, labels))
         self.count += n
         if len(self.pending) >= self.fold_every:
@@ -293,6 +295,7 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
     else:
         batches, world = ((b, b[0] is None, len(b[3])) for b in bar), 1
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    device_type = device.type  # a new string at every read of the property
     skipped, bad, data_time, clips = [], 0, 0.0, 0
     start = end = time.perf_counter()
     for it, ((frames, labels, _, batch_skipped), empty, batch_bad) in enumerate(batches):
@@ -305,7 +308,7 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
         schedule.step(epoch, it)
         if not empty:  # else every item of the batch was skipped as bad (on some rank)
             frames, labels = to_device((frames, labels), device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
                 out = as_output(model(forward_input(frames, normalize, keep_views)))
                 loss, parts = compute_loss(out, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -315,8 +318,9 @@ def train_one_epoch(model, loader, optimizer, schedule, scaler, normalize, devic
                 torch.nn.utils.clip_grad_norm_(params, clip_gradient)
             scaler.step(optimizer)
             scaler.update()
-            meter.update(frames.shape[0], loss, parts, out["metrics"], out["logits"], labels)
-            clips += frames.shape[0]
+            n = labels.shape[0]
+            meter.update(n, loss, parts, out["metrics"], out["logits"], labels)
+            clips += n
         if print_freq and (it + 1) % print_freq == 0 and (show or log is not None):
             running = meter.read()  # the one read of the device between log lines
             eta = run_eta(time.perf_counter() - start, it, len(loader), epoch, epochs) if epochs else None

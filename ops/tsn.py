@@ -38,6 +38,10 @@ class TSN(nn.Module):
                                           **(consensus_opts or {}))
         # read once: a missing attribute costs an AttributeError inside nn.Module at every step
         self.consensus_takes_maps = getattr(self.consensus, "needs_maps", False)
+        # TSN's and TSM's order (pool, dropout and fc per frame, then the segments' mean) when no
+        # subclass hook needs the [B, K] layout and the block takes the frames flat
+        self.per_frame_head = getattr(self.consensus, "per_frame", False) and \
+            type(self).process_maps is TSN.process_maps
         self.partial_bn = partial_bn
         for bn in self.frozen_bns():
             bn.requires_grad_(False)
@@ -59,17 +63,21 @@ class TSN(nn.Module):
             bn.eval()
         return self
 
-    def extract_maps(self, x):
-        """[B, K*L, 3, H, W] -> backbone maps [B, K, C, h, w] (the L frames of a segment averaged;
-        K / 2 segments after TSM's temporal pooling)."""
+    def frame_maps(self, x):
+        """[B, K*L, 3, H, W] -> backbone maps per segment, flat: [B*K, C, h, w] (the L frames of a
+        segment averaged; K / 2 segments after TSM's temporal pooling)."""
         if x.dim() != 5 or x.shape[1] != self.num_segments * self.new_length:
             raise ValueError(f"{type(self).__name__} expects [B, {self.num_segments * self.new_length}, 3, H, W] "
                              f"(K={self.num_segments} x L={self.new_length}), got {list(x.shape)}")
-        b = x.shape[0]
-        maps = self.base_model(x.flatten(0, 1))
-        if self.new_length == 1:  # a view: no copy, and no extra kernel in backward
-            return maps.view(b, self.out_segments, *maps.shape[1:])
-        return maps.view(b, self.out_segments, self.new_length, *maps.shape[1:]).mean(dim=2)
+        maps = self._modules["base_model"](x.flatten(0, 1))
+        if self.new_length == 1:
+            return maps
+        return maps.view(-1, self.new_length, *maps.shape[1:]).mean(dim=1)
+
+    def extract_maps(self, x):
+        """[B, K*L, 3, H, W] -> backbone maps [B, K, C, h, w] (see `frame_maps`)."""
+        maps = self.frame_maps(x)
+        return maps.view(-1, self.out_segments, *maps.shape[1:])
 
     def process_maps(self, maps):
         """Hook between the backbone and pooling, for subclasses.
@@ -81,11 +89,16 @@ class TSN(nn.Module):
         return maps, {}
 
     def forward(self, x):
+        # Submodules through _modules, as nn.Sequential does: `self.dropout` is found only after
+        # Python's lookup fails, and raising that AttributeError costs more than the layer here.
+        modules = self._modules
+        if self.per_frame_head:
+            return modules["consensus"](modules["dropout"](self.frame_maps(x).mean(dim=(-2, -1))))
         maps, extras = self.process_maps(self.extract_maps(x))
         if self.consensus_takes_maps:
-            logits = self.consensus(maps)
+            logits = modules["consensus"](maps)
         else:
-            logits = self.consensus(self.dropout(maps.mean(dim=(-2, -1))))
+            logits = modules["consensus"](modules["dropout"](maps.mean(dim=(-2, -1))))
         return {"logits": logits, **extras} if extras else logits
 
 

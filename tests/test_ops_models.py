@@ -63,6 +63,33 @@ def test_partial_bn_freezes_all_but_first():
     assert all(m.training and m.weight.requires_grad for m in full.modules() if isinstance(m, nn.BatchNorm2d))
 
 
+@pytest.mark.parametrize("new_length", [1, 2])
+def test_per_frame_head_is_the_segment_layout_path_to_the_bit(new_length):
+    """Plain TSN with `avg` pools, drops out and classifies every frame flat, then averages the
+    segments' scores (TSM's order); a subclass with a maps hook goes through [B, K, C, h, w]. Same
+    weights, same dropout draws: the same logits and gradients, bit for bit."""
+    class WithHook(TSN):
+        def process_maps(self, maps):
+            return maps, {}
+
+    torch.manual_seed(0)
+    plain = tsn(new_length=new_length, dropout=0.5, partial_bn=False).train()
+    hooked = WithHook(BACKBONES.create("resnet18"), num_class=5, num_segments=3, crop_size=32,
+                      new_length=new_length, dropout=0.5, partial_bn=False).train()
+    hooked.load_state_dict(plain.state_dict())
+    assert plain.per_frame_head and not hooked.per_frame_head
+    x = torch.randn(2, 3 * new_length, 3, 32, 32)
+    results = []
+    for model in (plain, hooked):
+        torch.manual_seed(1)
+        logits = model(x)
+        logits.square().sum().backward()
+        results.append((logits, [p.grad for p in model.parameters()]))
+    (logits_a, grads_a), (logits_b, grads_b) = results
+    assert torch.equal(logits_a, logits_b) and all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    assert not tsn(consensus="TRN", img_feature_dim=16).per_frame_head
+
+
 def test_process_maps_hook_adds_losses():
     class WithAux(TSN):
         def process_maps(self, maps):
