@@ -87,3 +87,20 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
         extract_features.main([str(bogus), "--out", str(tmp_path / "f.npz")])
     message = str(stop.value)
     assert "\n" not in message and "is not a checkpoint" in message and str(bogus) in message
+
+
+def test_features_are_the_same_whoever_normalises():
+    """On the CPU the loader's workers normalise (ops.transforms.place_normalize), on a GPU
+    `extract` does: the same function, so the same features."""
+    from ops.transforms import DeviceNormalize
+
+    cfg = default_config(model="tsn", arch="resnet18", num_class=3, num_segments=2, crop_size=32, partial_bn=False)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    normalize = DeviceNormalize.from_spec(model.input_spec)
+    frames = torch.randint(0, 256, (2, 1, 2, 32, 32, 3), dtype=torch.uint8)
+    batch = (torch.tensor([0, 2]), torch.tensor([1, 0]), [])
+    in_extract = extract_features.extract(model, [(frames, *batch)], normalize, torch.device("cpu"), progress=False)
+    in_loader = extract_features.extract(model, [(normalize(frames), *batch)], None, torch.device("cpu"),
+                                         progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(in_extract, in_loader))

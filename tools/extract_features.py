@@ -37,7 +37,7 @@ from ops.data import build_dataset, build_loader  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import model_from_checkpoint  # noqa: E402
-from ops.transforms import DeviceNormalize  # noqa: E402
+from ops.transforms import DeviceNormalize, place_normalize  # noqa: E402
 
 # Pre-training method -> the model whose features it pre-trains; any other method pre-trains the
 # plain --arch model (VTDL: the clip model).
@@ -98,7 +98,8 @@ def extract(model, loader, normalize, device, progress=True):
         if skipped:
             raise RuntimeError(f"bad samples: {skipped}")
         b, v = frames.shape[:2]
-        x = normalize(frames.to(device)).flatten(0, 1)
+        x = frames.to(device) if normalize is None else normalize(frames.to(device))  # None: the loader did
+        x = x.flatten(0, 1)
         feats.append(features_of(x).float().reshape(b, v, -1).mean(1).cpu())
         labels.append(label)
         indices.append(index)
@@ -163,10 +164,11 @@ def main(argv=None):
     list_file = args.list or getattr(dataset_cfg, f"{args.subset}_list")
     dataset = build_dataset(cfg, model, dataset_cfg, "test", list_file=list_file, num_clips=args.clips,
                             test_crops=args.crops)
-    loader = build_loader(dataset, "test", args.batch_size, args.workers)
     device = torch.device(args.device)
     model.to(device)
-    normalize = DeviceNormalize.from_spec(model.input_spec).to(device)
+    # as in main.py: on the CPU the loader's workers normalise, on a GPU the device does
+    loader_normalize, normalize = place_normalize(DeviceNormalize.from_spec(model.input_spec), device)
+    loader = build_loader(dataset, "test", args.batch_size, args.workers, normalize=loader_normalize)
     feats, labels, indices = extract(model, loader, normalize, device, progress=not args.no_progress)
     video_ids = np.array([dataset.video_list.name(i) for i in indices])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
