@@ -142,9 +142,6 @@ def add_model_args(parser):
     g.add_argument("--scsa_norm", action="store_true", help="pre-norm LayerNorm in the aggregator (off in the design)")
     g.add_argument("--scsa_ffn", action="store_true",
                    help="residual feed-forward block after the attention (off in the design)")
-    g.add_argument("--scsa_pos", default="v", choices=["v", "qkv"],
-                   help="where the positional embedding enters: the values (the published design) or also the "
-                        "appearance halves of the queries and keys")
     # --- 3D clip models ---
     return g
 

@@ -20,10 +20,8 @@ input size work; at the sizes given at construction the tables are used as they 
 state dict whose tables have other sizes resamples them the same way (a model built for 16
 segments loads an 8-segment checkpoint and computes exactly what that checkpoint would at 16).
 
-Defaults (1 head, no layer norm, no feed-forward, P on the values only) reproduce the published
-design; multi-head attention, a pre-norm LayerNorm, a residual feed-forward block and P on the
-appearance halves of the queries and keys too (`pos="qkv"`: attention that depends on when a
-token is, not only on what it shows) are options.
+Defaults (1 head, no layer norm, no feed-forward) reproduce the published design; multi-head
+attention, a pre-norm LayerNorm and a residual feed-forward block are options.
 """
 import torch
 import torch.nn as nn
@@ -34,14 +32,12 @@ class SCSA(nn.Module):
     resampled_on_load = ("pos_time", "pos_space")   # read by ops.checkpoint_formats.load_weights
 
     def __init__(self, in_dim, dim=256, num_heads=1, num_segments=8, spatial_size=(7, 7),
-                 gamma_init=0.01, norm=False, ffn=False, ffn_ratio=4, pos="v"):
+                 gamma_init=0.01, norm=False, ffn=False, ffn_ratio=4):
         super().__init__()
-        if pos not in ("v", "qkv"):
-            raise ValueError(f"SCSA: pos must be 'v' or 'qkv' (got {pos!r})")
         if dim % (2 * num_heads):
             raise ValueError(f"SCSA: dim={dim} must be divisible by 2 * num_heads={2 * num_heads} "
                              "(each head takes an equal share of both query/key halves)")
-        self.in_dim, self.dim, self.num_heads, self.pos = in_dim, dim, num_heads, pos
+        self.in_dim, self.dim, self.num_heads = in_dim, dim, num_heads
         half = dim // 2
         self.w1 = nn.Linear(in_dim, half)   # query, appearance half
         self.w2 = nn.Linear(in_dim, half)   # query, RBRC (temporal) half
@@ -104,9 +100,8 @@ class SCSA(nn.Module):
         if self.norm is not None:
             t, t_rbrc, t_rbrf = self.norm(t), self.norm(t_rbrc), self.norm(t_rbrf)
         pos = self.position(k, h, w).reshape(1, k * h * w, c).to(t.dtype)
-        t_qk = t + pos if self.pos == "qkv" else t
-        q = self.heads(self.w1(t_qk), self.w2(self.g1(t_rbrc)))
-        key = self.heads(self.w5(t_qk), self.w4(self.g2(t_rbrf)))
+        q = self.heads(self.w1(t), self.w2(self.g1(t_rbrc)))
+        key = self.heads(self.w5(t), self.w4(self.g2(t_rbrf)))
         v = self.w6(t + pos).reshape(b, k * h * w, self.num_heads, -1).transpose(1, 2)
         # SDPA scales by 1/sqrt(d / heads) (= 1/sqrt(d) with one head) and keeps the softmax
         # accurate under autocast.
@@ -119,7 +114,7 @@ class SCSA(nn.Module):
 
     def extra_repr(self):
         return (f"in_dim={self.in_dim}, dim={self.dim}, heads={self.num_heads}, "
-                f"pos=time{tuple(self.pos_time.shape)}+space{tuple(self.pos_space.shape)} on {self.pos}")
+                f"pos=time{tuple(self.pos_time.shape)}+space{tuple(self.pos_space.shape)}")
 
 
 def resize_time(table, k):

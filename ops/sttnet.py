@@ -28,8 +28,7 @@ class STTNet(TSN):
     def __init__(self, backbone, num_class, num_segments, aggregator=True, rbrf=True, rbrc=True,
                  lambda_rbrf=0.01, lambda_rbrc=0.1, rbrf_kinds=2, rbrf_grid=2, rbrf_hidden=256,
                  rbrc_ratio=0.5, rbrc_hidden=256, rbrc_query="reversed", scsa_dim=256, scsa_heads=1,
-                 scsa_gamma=0.01, scsa_norm=False, scsa_ffn=False, scsa_pos="v", spatial_size=(7, 7),
-                 **tsn_options):
+                 scsa_gamma=0.01, scsa_norm=False, scsa_ffn=False, spatial_size=(7, 7), **tsn_options):
         super().__init__(backbone, num_class, num_segments, **tsn_options)
         if rbrf_kinds not in (2, 5):
             raise ValueError(f"STTNet: rbrf_kinds must be 2 or 5 (got {rbrf_kinds})")
@@ -41,7 +40,7 @@ class STTNet(TSN):
             raise ValueError(f"STTNet: loss weights must be >= 0 (got {lambda_rbrf}, {lambda_rbrc})")
         c = self.feature_dim
         self.aggregator = SCSA(c, scsa_dim, scsa_heads, num_segments, spatial_size, scsa_gamma,
-                               norm=scsa_norm, ffn=scsa_ffn, pos=scsa_pos) if aggregator else None
+                               norm=scsa_norm, ffn=scsa_ffn) if aggregator else None
         self.rbrf_head = RBRFHead(c, rbrf_kinds, rbrf_hidden, rbrf_grid) if rbrf else None
         self.rbrc_head = RBRCHead(c, rbrc_hidden) if rbrc else None
         self.lambda_rbrf, self.lambda_rbrc = lambda_rbrf, lambda_rbrc
@@ -78,6 +77,5 @@ def sttnet(cfg):
     tsn_options = tsn_kwargs(cfg)
     side = math.ceil(tsn_options["crop_size"] / 32)
     options = ("aggregator", "rbrf", "rbrc", "lambda_rbrf", "lambda_rbrc", "rbrf_kinds", "rbrf_grid", "rbrf_hidden",
-               "rbrc_ratio", "rbrc_hidden", "rbrc_query", "scsa_dim", "scsa_heads", "scsa_gamma", "scsa_norm", "scsa_ffn",
-               "scsa_pos")
+               "rbrc_ratio", "rbrc_hidden", "rbrc_query", "scsa_dim", "scsa_heads", "scsa_gamma", "scsa_norm", "scsa_ffn")
     return STTNet(build_backbone(cfg), **tsn_options, spatial_size=(side, side), **{k: cfg[k] for k in options})

@@ -88,21 +88,6 @@ def test_options(options):
     assert m(x, x.flip(1), x.flip(-1)).shape == x.shape
 
 
-def test_positions_in_the_attention_only_with_pos_qkv():
-    """A clip of K identical frames: with P on the values only (the design), which token attends
-    to which does not depend on time, so every frame comes out the same; with `pos="qkv"` the
-    queries and keys carry the frame's time and the frames come out different."""
-    x = torch.randn(1, 1, C, 3, 3).expand(2, 4, C, 3, 3)
-    design, qkv = make(gamma_init=1.0), make(gamma_init=1.0, pos="qkv")
-    qkv.load_state_dict(design.state_dict())
-    with torch.no_grad():
-        same, moved = design(x), qkv(x)
-    torch.testing.assert_close(same, same[:, :1].expand_as(same))
-    assert (moved - moved[:, :1]).abs().amax() > 1e-3
-    with pytest.raises(ValueError, match="pos"):
-        make(pos="k")
-
-
 def test_heads_must_split_both_halves():
     with pytest.raises(ValueError, match="divisible"):
         make(num_heads=3)
