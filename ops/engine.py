@@ -191,8 +191,8 @@ class EpochMeter:
     but the detaches); every `fold_every` updates, and before each read, the kept steps are added
     to the sums in a few batched kernels (in float64, so the sums do not depend on how the steps
     are batched), so a step costs next to nothing and never reads the device. `read` (one
-    transfer) and `reduce` (one all-reduce, one transfer) read it. The names, and whether there
-    are logits, must be the same in every update."""
+    transfer) and `reduce` (one all-reduce, one transfer) read it. The names (in the same order),
+    and whether there are logits, must be the same in every update."""
 
     def __init__(self, num_class, device, fold_every=128):
         self.num_class, self.device, self.fold_every = num_class, device, fold_every
