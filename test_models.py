@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ops import distributed as du
-from ops.data import build_dataset, build_loader
+from ops.data import build_dataset, build_loader, loader_workers
 from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.engine import amp_dtype
@@ -30,9 +30,10 @@ from ops.model_api import declared
 from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize, place_normalize
-from opts import VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
+from opts import DECODE_DEVICES, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
 
 logger = logging.getLogger("test_models")
+TEST_WORKERS = 4
 
 
 def build_parser():
@@ -47,6 +48,9 @@ def build_parser():
     p.add_argument("--root_path", default=None, help="dataset root (default: the checkpoint's)")
     p.add_argument("--data_format", default=None, choices=["rawframes", "video"], help="default: the checkpoint's")
     p.add_argument("--decoder", default=None, choices=VIDEO_DECODERS, help="default: the checkpoint's")
+    p.add_argument("--decode_device", default=None, choices=DECODE_DEVICES,
+                   help="where frames are decoded (default: the checkpoint's); 'cpu' tests a run that decoded on "
+                        "the GPU on a machine without one")
     p.add_argument("--test_segments", type=int, default=None,
                    help="segments per clip (2D models) or frames per clip (3D models); default: as trained")
     p.add_argument("--num_clips", type=int, default=1, help="clips per video, spread evenly over it")
@@ -63,7 +67,9 @@ def build_parser():
     p.add_argument("--softmax", action="store_true", help="average softmax probabilities instead of raw scores")
     p.add_argument("--batch_size", type=int, default=1, help="videos per forward (each with all its views)")
     p.add_argument("--max_views", type=int, default=None, help="views per model call at most (memory bound)")
-    p.add_argument("-j", "--workers", type=int, default=4, help="data-loading workers")
+    p.add_argument("-j", "--workers", type=int, default=None,
+                   help=f"data-loading workers (default: {TEST_WORKERS}; 0 when decoding on the GPU, which "
+                        "runs in the main process)")
     p.add_argument("--on_bad_sample", default=None, choices=["error", "skip"], help="default: error")
     add_skip_ceiling(p)
     add_amp_arg(p)
@@ -89,13 +95,15 @@ def check_args(args, parser):
         parser.error("--test_segments must be >= 1")
     if not 0 <= args.max_skip_fraction <= 1:
         parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
+    if args.workers is not None and args.workers < 0:
+        parser.error("-j/--workers must be >= 0")
     return args
 
 
 def test_overrides(trained, args):
     """This test's changes to the checkpoint's run configuration `trained`."""
     overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
-                     decoder=args.decoder, on_bad_sample=args.on_bad_sample)
+                     decoder=args.decoder, decode_device=args.decode_device, on_bad_sample=args.on_bad_sample)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # A named dataset's lists live in its root, so another dataset or root brings its own lists; a
     # custom run's lists are files given by path, kept unless --test_list replaces them.
@@ -125,7 +133,8 @@ def evaluate_checkpoint(path, args, dist):
     if args.reverse_time:
         dataset.sampler = TimeReversed(dataset.sampler)
     loader_normalize, normalize = place_normalize(DeviceNormalize.from_spec(model.input_spec), dist.device)
-    loader = build_loader(dataset, "test", args.batch_size, args.workers, dist.rank, dist.world_size,
+    workers = loader_workers(args.workers, cfg["decode_device"], TEST_WORKERS)
+    loader = build_loader(dataset, "test", args.batch_size, workers, dist.rank, dist.world_size,
                           pin_memory=dist.device.type == "cuda", normalize=loader_normalize)
     logger.info(f"=> {path}: {model_label(cfg)} on {len(dataset)} videos of {test_list}\n"
                 f"   {dataset.sampler!r}\n   {dataset.transform!r}")
@@ -173,7 +182,8 @@ def result_folder(args):
              ("reversed", args.reverse_time)]
     parts = [f"test_{args.num_clips}x{args.test_crops}"] + [word for word, on in flags if on]
     data = [args.dataset, args.test_list and os.path.abspath(args.test_list),
-            args.root_path and os.path.abspath(args.root_path), args.data_format, args.decoder, args.on_bad_sample]
+            args.root_path and os.path.abspath(args.root_path), args.data_format, args.decoder, args.decode_device,
+            args.on_bad_sample]
     if any(data):
         parts.append("data-" + short_hash(data))
     if len(args.weights) > 1 or args.coeff:

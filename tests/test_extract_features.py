@@ -104,3 +104,16 @@ def test_features_are_the_same_whoever_normalises():
     in_loader = extract_features.extract(model, [(normalize(frames), *batch)], None, torch.device("cpu"),
                                          progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(in_extract, in_loader))
+
+
+def test_a_run_that_decoded_on_the_gpu_extracts_on_the_cpu(dataset, tmp_path):
+    tsn = dict(model="tsn", arch="resnet18", num_segments=2, consensus_type="avg", partial_bn=False)
+    gpu = dict(decode_device="cuda", jpeg_decoder="torchcodec")
+    feats = {}
+    for name, cfg, extra in (("cpu", {}, []), ("gpu", gpu, ["--decode_device", "cpu"])):
+        (tmp_path / name).mkdir()
+        path = checkpoint(dataset, tmp_path / name, **tsn, **cfg)
+        out = str(tmp_path / f"{name}.npz")
+        extract_features.main([path, "--list", str(dataset / "list.txt"), "--out", out, "--no_progress", *extra])
+        feats[name] = np.load(out)["features"]
+    np.testing.assert_array_equal(feats["gpu"], feats["cpu"])

@@ -171,3 +171,48 @@ def test_clip_models_are_labelled_by_their_name():
     from tools.model_info import run_config
     assert model_label(run_config(["--arch", "i3d"])) == "i3d"
     assert model_label(run_config(["--model", "tsn", "--arch", "resnet18"])) == "tsn (resnet18, avg)"
+
+
+def gpu_decoded_copy(ckpt, tmp_path):
+    """The checkpoint as a run with --decode_device cuda (nvJPEG through torchcodec) would write it."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["config"].update(decode_device="cuda", jpeg_decoder="torchcodec", workers=0)
+    path = tmp_path / "gpu_decoded.pth"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_a_run_that_decoded_on_the_gpu_is_tested_on_a_machine_without_one(trained, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ckpt, test_list = trained
+    gpu_ckpt = gpu_decoded_copy(ckpt, tmp_path)
+    with pytest.raises(SystemExit):
+        test_models.entry(["--weights", gpu_ckpt, "--test_list", test_list, "--save_dir", str(tmp_path / "x"),
+                           "--no_progress"])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a CUDA GPU" in err, err
+    _, cpu, _ = run_test(tmp_path, [gpu_ckpt], test_list, "--decode_device", "cpu", name="cpu")
+    _, ref, _ = run_test(tmp_path, [ckpt], test_list, name="ref")
+    assert np.array_equal(cpu["scores"], ref["scores"])
+
+
+def test_decoding_on_the_gpu_loads_in_the_main_process_unless_told(trained, tmp_path, monkeypatch):
+    ckpt, test_list = trained
+    gpu_ckpt = gpu_decoded_copy(ckpt, tmp_path)
+    dist = test_models.du.init_distributed(0)   # the CPU process, before CUDA is faked for the reader
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    asked = []
+
+    def no_loader(dataset, mode, batch_size, workers, *args, **kwargs):
+        asked.append((workers, dataset.reader.device))
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(test_models, "build_loader", no_loader)
+    parser = test_models.build_parser()
+    for extra in ([], ["-j", "3"], ["--decode_device", "cpu"]):
+        args = test_models.check_args(parser.parse_args(["--weights", gpu_ckpt, "--test_list", test_list, *extra]),
+                                      parser)
+        with pytest.raises(RuntimeError, match="stop before loading"):
+            test_models.evaluate_checkpoint(gpu_ckpt, args, dist)
+    assert asked == [(0, "cuda"), (3, "cuda"), (test_models.TEST_WORKERS, "cpu")]

@@ -33,15 +33,17 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ops.checkpoint import CheckpointError  # noqa: E402
-from ops.data import build_dataset, build_loader  # noqa: E402
+from ops.data import build_dataset, build_loader, loader_workers  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize, place_normalize  # noqa: E402
+from opts import DECODE_DEVICES  # noqa: E402
 
 # Pre-training method -> the model whose features it pre-trains; any other method pre-trains the
 # plain --arch model (VTDL: the clip model).
 FEATURE_MODEL = {"cpc_trans": "cpc_trans_ft"}
+FEATURE_WORKERS = 2
 
 logger = logging.getLogger("extract_features")
 
@@ -131,7 +133,11 @@ def build_parser():
     p.add_argument("--clips", type=int, default=1, help="clips per video (CPC-Trans: windows of N steps)")
     p.add_argument("--crops", type=int, default=1, choices=[1, 3, 5, 10], help="spatial crops per clip")
     p.add_argument("-b", "--batch_size", type=int, default=8, help="videos per batch")
-    p.add_argument("-j", "--workers", type=int, default=2, help="data-loading workers")
+    p.add_argument("-j", "--workers", type=int, default=None,
+                   help=f"data-loading workers (default: {FEATURE_WORKERS}; 0 when decoding on the GPU, which "
+                        "runs in the main process)")
+    p.add_argument("--decode_device", default=None, choices=DECODE_DEVICES,
+                   help="where frames are decoded (default: the checkpoint's)")
     p.add_argument("--probe_train", default=None,
                    help="features of the training videos (.npz from this tool): fit a linear probe on them, "
                         "score it on these videos, write <out>.probe.json")
@@ -153,6 +159,8 @@ def main(argv=None):
     except CheckpointError as err:
         raise SystemExit(f"extract_features.py: error: {err}") from None
     cfg["test_windows"] = args.clips
+    if args.decode_device:
+        cfg["decode_device"] = args.decode_device
     if hasattr(model, "test_windows"):
         model.test_windows = args.clips
     # the run's own list files, unless another root is given (then that root's lists)
@@ -168,7 +176,8 @@ def main(argv=None):
     model.to(device)
     # as in main.py: on the CPU the loader's workers normalise, on a GPU the device does
     loader_normalize, normalize = place_normalize(DeviceNormalize.from_spec(model.input_spec), device)
-    loader = build_loader(dataset, "test", args.batch_size, args.workers, normalize=loader_normalize)
+    workers = loader_workers(args.workers, cfg["decode_device"], FEATURE_WORKERS)
+    loader = build_loader(dataset, "test", args.batch_size, workers, normalize=loader_normalize)
     feats, labels, indices = extract(model, loader, normalize, device, progress=not args.no_progress)
     video_ids = np.array([dataset.video_list.name(i) for i in indices])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
