@@ -15,6 +15,15 @@ VIDEO_DECODER = "torchcodec"   # the default: the fastest measured, exact (docs/
 JPEG_DECODERS = ("simplejpeg", "torchcodec", "pil", "torchvision")   # ops.dataset.JPEG_DECODERS
 JPEG_DECODER = "simplejpeg"    # the default: the fastest measured, strict about corrupt data
 DECODE_DEVICES = ("cpu", "cuda")
+TRAIN_WORKERS = 4
+
+
+def loader_workers(workers, decode_device, default):
+    """Loader workers: `workers` when given (-j), else `default`, or 0 when frames are decoded on
+    the GPU (that decoding runs in the main process: CUDA does not run in forked workers)."""
+    if workers is not None:
+        return workers
+    return 0 if decode_device == "cuda" else default
 
 
 def add_skip_ceiling(group):
@@ -73,8 +82,9 @@ def add_data_args(parser):
                    help="training crop: TSN multi-scale crop, random resized crop, scale + random crop, or the "
                         "centre view (default: the dataset's own, else multiscale for 2D models and scale_crop "
                         "for clip models)")
-    g.add_argument("-j", "--workers", type=int, default=4,
-                   help="data-loading worker processes (they persist across epochs and validations)")
+    g.add_argument("-j", "--workers", type=int, default=None,
+                   help=f"data-loading worker processes, persistent across epochs and validations (default: "
+                        f"{TRAIN_WORKERS}; 0 with --decode_device cuda)")
     g.add_argument("--prefetch_factor", type=int, default=2, help="batches each worker loads ahead")
     return g
 
@@ -406,7 +416,7 @@ def check_args(args, parser):
         parser.error(f"--lr must be > 0 (got {args.lr})")
     if not 0 < args.lr_decay <= 1:
         parser.error(f"--lr_decay must be in (0, 1] (got {args.lr_decay})")
-    if args.workers < 0:
+    if args.workers is not None and args.workers < 0:
         parser.error("-j/--workers must be >= 0")
     if args.decode_device == "cuda":
         import torch
@@ -414,12 +424,13 @@ def check_args(args, parser):
             parser.error("--decode_device cuda needs a CUDA GPU (torch.cuda.is_available() is False)")
         if args.workers:
             parser.error("--decode_device cuda decodes in the main process (CUDA does not run in forked "
-                         "loader workers): give -j 0")
+                         "loader workers): give -j 0 or leave -j out")
         if args.data_format != "video" and args.jpeg_decoder != "torchcodec":
             parser.error("--decode_device cuda decodes JPEG frames with nvJPEG through torchcodec: "
                          "give --jpeg_decoder torchcodec (or --data_format video)")
         if args.data_format == "video" and args.decoder != "torchcodec":
             parser.error("--decode_device cuda decodes video with NVDEC through torchcodec: give --decoder torchcodec")
+    args.workers = loader_workers(args.workers, args.decode_device, TRAIN_WORKERS)
     if not 0 <= args.max_skip_fraction <= 1:
         parser.error(f"--max_skip_fraction must be in [0, 1] (got {args.max_skip_fraction})")
     check_registered(args, parser)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ops import distributed as du
-from ops.data import build_dataset, build_loader, loader_workers
+from ops.data import build_dataset, build_loader
 from ops.dataset import BadSampleError, SkipLimitError, check_skip_ceiling, skip_report
 from ops.dataset_configs import get_dataset_config
 from ops.engine import amp_dtype
@@ -30,7 +30,8 @@ from ops.model_api import declared
 from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize, place_normalize
-from opts import DECODE_DEVICES, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, one_line_errors
+from opts import (DECODE_DEVICES, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, loader_workers,
+                  one_line_errors)
 
 logger = logging.getLogger("test_models")
 TEST_WORKERS = 4

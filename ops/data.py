@@ -85,14 +85,6 @@ def build_dataset(cfg, model, dataset_cfg, mode, list_file=None, num_clips=1, te
     return VideoDataset(video_list, reader, sampler, transform, seed=cfg["seed"], on_bad_sample=cfg["on_bad_sample"])
 
 
-def loader_workers(workers, decode_device, default):
-    """Loader workers: `workers` when given, else `default`, or 0 when frames are decoded on the GPU
-    (that decoding runs in the main process: CUDA does not run in forked workers)."""
-    if workers is not None:
-        return workers
-    return 0 if decode_device == "cuda" else default
-
-
 def seed_worker(worker_id):
     """Seed the global numpy/random generators of a worker from torch's per-worker seed (items
     draw from their own (seed, epoch, index) generator; this covers anything else)."""

@@ -8,6 +8,7 @@ import main
 from ops.data import build_loader
 from ops.dataset import RawFrameReader, TorchCodecReader, VideoDataset, VideoList, make_reader
 from ops.sampling import TSNSampler
+import opts
 from opts import check_args
 
 
@@ -59,7 +60,13 @@ def test_accepted_combination_and_loader(monkeypatch, tmp_path):
     parser = main.build_train_parser()
     args = check_args(parser.parse_args(["custom", "RGB", "--num_class", "3", "--decode_device", "cuda", "-j", "0",
                                          "--jpeg_decoder", "torchcodec"]), parser)
-    assert args.decode_device == "cuda"
+    assert args.decode_device == "cuda" and args.workers == 0
+    # -j left out: the main process decodes on the GPU; on the CPU the usual default
+    args = check_args(parser.parse_args(["custom", "RGB", "--num_class", "3", "--decode_device", "cuda",
+                                         "--jpeg_decoder", "torchcodec"]), parser)
+    assert args.workers == 0
+    args = check_args(parser.parse_args(["custom", "RGB", "--num_class", "3"]), parser)
+    assert args.workers == opts.TRAIN_WORKERS
     (tmp_path / "list.txt").write_text("v 3 0\nw 3 1\n")
     dataset = VideoDataset(VideoList(str(tmp_path / "list.txt")), RawFrameReader(decoder="torchcodec", device="cuda"),
                            TSNSampler(2))

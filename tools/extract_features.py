@@ -33,12 +33,12 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ops.checkpoint import CheckpointError  # noqa: E402
-from ops.data import build_dataset, build_loader, loader_workers  # noqa: E402
+from ops.data import build_dataset, build_loader  # noqa: E402
 from ops.dataset_configs import get_dataset_config  # noqa: E402
 from ops.logging_setup import setup_logging  # noqa: E402
 from ops.models import model_from_checkpoint  # noqa: E402
 from ops.transforms import DeviceNormalize, place_normalize  # noqa: E402
-from opts import DECODE_DEVICES  # noqa: E402
+from opts import DECODE_DEVICES, loader_workers  # noqa: E402
 
 # Pre-training method -> the model whose features it pre-trains; any other method pre-trains the
 # plain --arch model (VTDL: the clip model).
