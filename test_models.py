@@ -30,7 +30,7 @@ from ops.model_api import declared
 from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize, place_normalize
-from opts import (DECODE_DEVICES, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, loader_workers,
+from opts import (DECODE_DEVICES, JPEG_DECODERS, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, loader_workers,
                   one_line_errors)
 
 logger = logging.getLogger("test_models")
@@ -49,6 +49,8 @@ def build_parser():
     p.add_argument("--root_path", default=None, help="dataset root (default: the checkpoint's)")
     p.add_argument("--data_format", default=None, choices=["rawframes", "video"], help="default: the checkpoint's")
     p.add_argument("--decoder", default=None, choices=VIDEO_DECODERS, help="default: the checkpoint's")
+    p.add_argument("--jpeg_decoder", default=None, choices=JPEG_DECODERS,
+                   help="JPEG decoder for frame folders (default: the checkpoint's; all give the same pixels)")
     p.add_argument("--decode_device", default=None, choices=DECODE_DEVICES,
                    help="where frames are decoded (default: the checkpoint's); 'cpu' tests a run that decoded on "
                         "the GPU on a machine without one")
@@ -104,7 +106,8 @@ def check_args(args, parser):
 def test_overrides(trained, args):
     """This test's changes to the checkpoint's run configuration `trained`."""
     overrides = dict(dataset=args.dataset, root_path=args.root_path, data_format=args.data_format,
-                     decoder=args.decoder, decode_device=args.decode_device, on_bad_sample=args.on_bad_sample)
+                     decoder=args.decoder, jpeg_decoder=args.jpeg_decoder, decode_device=args.decode_device,
+                     on_bad_sample=args.on_bad_sample)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # A named dataset's lists live in its root, so another dataset or root brings its own lists; a
     # custom run's lists are files given by path, kept unless --test_list replaces them.

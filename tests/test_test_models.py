@@ -193,8 +193,10 @@ def test_a_run_that_decoded_on_the_gpu_is_tested_on_a_machine_without_one(traine
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs a CUDA GPU" in err, err
     _, cpu, _ = run_test(tmp_path, [gpu_ckpt], test_list, "--decode_device", "cpu", name="cpu")
+    _, pil, _ = run_test(tmp_path, [gpu_ckpt], test_list, "--decode_device", "cpu", "--jpeg_decoder", "pil",
+                         name="pil")
     _, ref, _ = run_test(tmp_path, [ckpt], test_list, name="ref")
-    assert np.array_equal(cpu["scores"], ref["scores"])
+    assert np.array_equal(cpu["scores"], ref["scores"]) and np.array_equal(pil["scores"], ref["scores"])
 
 
 def test_decoding_on_the_gpu_loads_in_the_main_process_unless_told(trained, tmp_path, monkeypatch):
@@ -210,9 +212,16 @@ def test_decoding_on_the_gpu_loads_in_the_main_process_unless_told(trained, tmp_
 
     monkeypatch.setattr(test_models, "build_loader", no_loader)
     parser = test_models.build_parser()
-    for extra in ([], ["-j", "3"], ["--decode_device", "cpu"]):
-        args = test_models.check_args(parser.parse_args(["--weights", gpu_ckpt, "--test_list", test_list, *extra]),
-                                      parser)
+
+    def evaluate(path, *extra):
+        args = test_models.check_args(parser.parse_args(["--weights", path, "--test_list", test_list, *extra]), parser)
+        return test_models.evaluate_checkpoint(path, args, dist)
+
+    for path, extra in ((gpu_ckpt, []), (gpu_ckpt, ["-j", "3"]), (gpu_ckpt, ["--decode_device", "cpu"]),
+                        (ckpt, ["--decode_device", "cuda", "--jpeg_decoder", "torchcodec"])):
         with pytest.raises(RuntimeError, match="stop before loading"):
-            test_models.evaluate_checkpoint(gpu_ckpt, args, dist)
-    assert asked == [(0, "cuda"), (3, "cuda"), (test_models.TEST_WORKERS, "cpu")]
+            evaluate(path, *extra)
+    assert asked == [(0, "cuda"), (3, "cuda"), (test_models.TEST_WORKERS, "cpu"), (0, "cuda")]
+    # a run that decoded with simplejpeg needs the decoder that has a GPU path, named in the error
+    with pytest.raises(ValueError, match="nvJPEG through torchcodec"):
+        evaluate(ckpt, "--decode_device", "cuda")
