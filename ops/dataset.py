@@ -386,7 +386,8 @@ def container_truncation(path):
     Decoders stop quietly at a cut-off end: decord indexes the 91 frames left of an AVI whose header
     declares 164 and returns a damaged last frame. The container's own size fields tell it from the
     first bytes, for every decoder alike: the RIFF chunks of AVI, the top-level boxes of mp4/mov,
-    the Segment of Matroska/WebM (not when written with an unknown size, as live recordings are).
+    the Segment of Matroska/WebM (or, written with an unknown size as live recordings are, the
+    elements inside it).
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -427,8 +428,34 @@ def container_truncation(path):
             if segment[:4] != b"\x18\x53\x80\x67":
                 return None
             segment_size, n = _ebml_vint(segment[4:12])
-            if segment_size is not None and offset + 4 + n + segment_size > size:
-                return f"truncated file: {size} bytes, its Matroska segment ends at byte {offset + 4 + n + segment_size}"
+            if segment_size is not None:
+                end = offset + 4 + n + segment_size
+                return f"truncated file: {size} bytes, its Matroska segment ends at byte {end}" if end > size else None
+            return _matroska_children_truncation(f, offset + 4 + n, size)
+    return None
+
+
+_MATROSKA_NAMES = {b"\x1f\x43\xb6\x75": "Cluster", b"\x1c\x53\xbb\x6b": "Cues", b"\x11\x4d\x9b\x74": "SeekHead",
+                   b"\x15\x49\xa9\x66": "Info", b"\x16\x54\xae\x6b": "Tracks", b"\x12\x54\xc3\x67": "Tags"}
+
+
+def _matroska_children_truncation(f, offset, size):
+    """A Segment of unknown size (a live recording): the sizes of its children (clusters...) tell
+    a cut end instead, up to a child of unknown size itself. A cut exactly between two children
+    looks like a shorter recording."""
+    while offset < size:
+        head = _read_at(f, offset, 12)
+        id_length = 9 - head[0].bit_length() if head[0] else 0
+        if not 1 <= id_length <= 4:
+            return None
+        child_size, n = _ebml_vint(head[id_length:])
+        if child_size is None and len(head) > id_length:   # unknown size, or not a size at all
+            return None
+        end = offset + id_length + max(n, 1) + (child_size or 0)   # a header cut short ends past the file
+        if end > size:
+            name = _MATROSKA_NAMES.get(head[:id_length], "element")
+            return f"truncated file: {size} bytes, its Matroska {name} at byte {offset} ends at byte {end}"
+        offset = end
     return None
 
 

@@ -10,7 +10,7 @@ from ops.dataset import (READERS, BadSampleError, DecordReader, PyAVReader, Torc
                          container_truncation, make_reader)
 from opts import VIDEO_DECODERS
 from tests.decoders import DECODER_PARAMS
-from tests.videogen import frame_indices_of, make_frames, truncate_file, write_video
+from tests.videogen import frame_indices_of, make_frames, truncate_file, unknown_size_segment, write_video
 
 H, W, N = 32, 40, 40  # decord 0.6 mis-converts some widths (16, 24, 48, 72); 40 is safe
 
@@ -139,18 +139,45 @@ def cut(videos, tmp_path_factory):
     frames = make_frames(N, H, W)
     out["mp4 faststart"] = write_video(str(root / "fast.mp4"), frames, faststart=True)
     truncate_file(out["mp4 faststart"], os.path.getsize(out["mp4 faststart"]) * 6 // 10)
+    out["mkv live"] = unknown_size_segment(videos["mkv from 5"], str(root / "live.mkv"))
+    truncate_file(out["mkv live"], os.path.getsize(out["mkv live"]) * 6 // 10)
     return out
 
 
-def test_container_sizes_tell_a_cut_file(videos, cut):
+TOP_LEVEL_IDS = {bytes.fromhex(h) for h in ("1f43b675", "1c53bb6b", "114d9b74", "1549a966", "1654ae6b", "1254c367")}
+
+
+def test_container_sizes_tell_a_cut_file(videos, cut, tmp_path):
     for path in videos.values():
         assert container_truncation(path) is None
     for name, path in cut.items():
         assert "truncated file" in (container_truncation(path) or ""), name
+    assert "Matroska Cluster" in container_truncation(cut["mkv live"])
+    # a live recording's Segment has no size: whole, it is whole; cut anywhere, its elements tell
+    live = unknown_size_segment(videos["mkv from 5"], str(tmp_path / "live.mkv"))
+    assert container_truncation(live) is None
+    data = open(live, "rb").read()
+    cuts = 0
+    for keep in range(data.find(b"\x18\x53\x80\x67") + 12, len(data), 7):
+        with open(tmp_path / "cut.mkv", "wb") as f:
+            f.write(data[:keep])
+        problem = container_truncation(str(tmp_path / "cut.mkv"))
+        # only a cut exactly before a top-level element (Cluster, Cues, ...) looks like a shorter recording
+        assert (problem is None) == (data[keep:keep + 4] in TOP_LEVEL_IDS), keep
+        cuts += problem is not None
+    assert cuts > len(data) // 8
 
 
 @pytest.mark.parametrize("decoder", DECODER_PARAMS)
-@pytest.mark.parametrize("name", ["mp4", "avi", "mkv from 5", "webm from 4", "mp4 faststart"])
+def test_live_recording_reads_every_frame(videos, decoder, tmp_path):
+    live = unknown_size_segment(videos["mkv from 5"], str(tmp_path / "live.mkv"))
+    reader = make_reader("video", decoder=decoder)
+    assert reader.num_frames(live) == N
+    assert np.array_equal(np.asarray(reader.read(live, [0, 17, N - 1])), decode_all(videos["mkv from 5"])[[0, 17, N - 1]])
+
+
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
+@pytest.mark.parametrize("name", ["mp4", "avi", "mkv from 5", "webm from 4", "mp4 faststart", "mkv live"])
 def test_cut_file_is_a_named_error_for_every_decoder(cut, decoder, name):
     """decord alone reads the first half of a cut AVI as a whole video; no reader may."""
     path = cut[name]

@@ -100,6 +100,18 @@ def write_video(path, frames, fps=25, codec=None, gop_size=12, faststart=False, 
     return path
 
 
+def unknown_size_segment(path, out):
+    """A copy of a Matroska/WebM file whose Segment declares an unknown size, as a live recording
+    (ffmpeg writing to a pipe) does; the file written by write_video has an 8-byte size field."""
+    data = bytearray(open(path, "rb").read())
+    at = data.find(b"\x18\x53\x80\x67") + 4
+    assert data[at] == 0x01, "expected an 8-byte Segment size"
+    data[at:at + 8] = b"\x01" + b"\xff" * 7
+    with open(out, "wb") as f:
+        f.write(data)
+    return out
+
+
 def truncate_file(path, keep_bytes):
     """Cut a file to its first keep_bytes bytes (a download or copy that stopped half-way)."""
     with open(path, "r+b") as f:
