@@ -4,9 +4,11 @@
 #   DDP over NCCL (2 GPUs; with one GPU, 2 processes over gloo, since NCCL refuses two ranks on
 #   one device), --amp bf16 and fp16 (GradScaler), --channels_last, --compile (training and
 #   validation), STTNet at the published 4 x 16 x 224 shape, a clip model, VTDL pre-training under
-#   DDP, --resume, test_models.py; then tools/benchmark_train.py (full step vs bare loop, ResNet-50
-#   8 x 224, bf16, with and without channels_last; the fixed cost per step with a trivial network)
-#   and the data-wait share of a real run with N loader workers.
+#   DDP, --resume, test_models.py, --decode_device cuda (nvJPEG for frames, NVDEC for videos, the
+#   transforms on the GPU, then test_models.py decoding there too; not in the dry run); then
+#   tools/benchmark_train.py (full step vs bare loop, ResNet-50 8 x 224, bf16, with and without
+#   channels_last; the fixed cost per step with a trivial network) and the data-wait share of a
+#   real run with N loader workers.
 # Every step runs even when an earlier one failed; each failure is shown with the end of its log,
 # and the script exits 1 with the list of failed steps. Results go to <out>/results.md, a block
 # for docs/benchmarks.md; logs to <out>/logs/.
@@ -102,7 +104,7 @@ EOF
 
 echo "gpu_check: logs in $OUT/logs"
 step data "$PYTHON" tools/synthetic.py --out "$DATA" --videos_per_class $VIDEOS --size $SIZE \
-  --formats rawframes -j "$(nproc)"
+  --formats rawframes videos -j "$(nproc)"
 step ddp_tsn_bf16 $TORCHRUN main.py synthetic RGB --root_path "$DATA" --data_format rawframes --epochs 1 \
   --lr 0.001 --root_log "$RUNS/log" --root_model "$RUNS/ckpt" --no_progress --print-freq 5 -j 2 \
   --model tsn $TSN --amp bf16 $DDP_BACKEND --suffix ddp
@@ -118,6 +120,14 @@ step resume $TRAIN --model tsn $TSN --amp fp16 --channels_last --suffix fp16_cl 
 RESUMED=$RUNS/ckpt/$(ls "$RUNS/ckpt" | grep "e2_fp16_cl" | head -n 1)/ckpt.pth
 step test_models "$PYTHON" test_models.py synthetic --weights "$RESUMED" --root_path "$DATA" \
   --data_format rawframes --num_clips 2 --test_crops 3 --amp bf16 -j 2 --no_progress --save_dir "$RUNS/test"
+if [ "$CPU" = 0 ]; then   # decoding on the GPU: frames (nvJPEG), then videos (NVDEC), in the main process
+  GPUDEC="$PYTHON main.py synthetic RGB --root_path $DATA --epochs 1 --lr 0.001 --root_log $RUNS/log \
+    --root_model $RUNS/ckpt --no_progress --print-freq 5 --model tsn $TSN --amp bf16 --decode_device cuda"
+  step gpu_decode_frames $GPUDEC --data_format rawframes --jpeg_decoder torchcodec --suffix gpudec
+  step gpu_decode_test "$PYTHON" test_models.py synthetic --root_path "$DATA" --amp bf16 --no_progress \
+    --weights "$RUNS/ckpt/$(run_dir _gpudec)/ckpt.pth" --save_dir "$RUNS/test_gpudec"
+  step gpu_decode_video $GPUDEC --data_format video --decoder torchcodec --suffix gpuvid
+fi
 step bench_bf16_channels_last "$PYTHON" tools/benchmark_train.py $BENCH --amp bf16 --channels_last
 step bench_bf16 "$PYTHON" tools/benchmark_train.py $BENCH --amp bf16
 step bench_fixed_cost "$PYTHON" tools/benchmark_train.py --arch trivial $TRIVIAL
@@ -135,7 +145,7 @@ step data_wait $PYTHON main.py synthetic RGB --root_path "$DATA/wait" --data_for
   cat "$OUT/steps.md"
   echo
   echo "DDP: $DDP_NOTE."
-  for name in ddp fp16_cl compiled sttnet clip vtdl wait; do
+  for name in ddp fp16_cl compiled sttnet clip vtdl gpudec gpuvid wait; do
     dir=$(run_dir "_$name")
     [ -n "$dir" ] && echo "- $dir: $(last_line "$dir" " train: ")"
   done
