@@ -30,8 +30,8 @@ from ops.model_api import declared
 from ops.models import frames_option, model_from_checkpoint, model_label
 from ops.sampling import TimeReversed
 from ops.transforms import DeviceNormalize, place_normalize
-from opts import (DECODE_DEVICES, JPEG_DECODERS, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling, loader_workers,
-                  one_line_errors)
+from opts import (DECODE_DEVICES, JPEG_DECODERS, VIDEO_DECODERS, HelpFormatter, add_amp_arg, add_skip_ceiling,
+                  loader_workers, one_line_errors)
 
 logger = logging.getLogger("test_models")
 TEST_WORKERS = 4

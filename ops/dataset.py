@@ -448,10 +448,13 @@ def _matroska_children_truncation(f, offset, size):
         id_length = 9 - head[0].bit_length() if head[0] else 0
         if not 1 <= id_length <= 4:
             return None
-        child_size, n = _ebml_vint(head[id_length:])
-        if child_size is None and len(head) > id_length:   # unknown size, or not a size at all
-            return None
-        end = offset + id_length + max(n, 1) + (child_size or 0)   # a header cut short ends past the file
+        if len(head) <= id_length:   # the file ends inside the element's ID
+            end = offset + id_length + 1
+        else:
+            child_size, n = _ebml_vint(head[id_length:])
+            if child_size is None:   # unknown size, or not a size at all
+                return None
+            end = offset + id_length + n + child_size   # past the file also when its size field is cut
         if end > size:
             name = _MATROSKA_NAMES.get(head[:id_length], "element")
             return f"truncated file: {size} bytes, its Matroska {name} at byte {offset} ends at byte {end}"
